@@ -1,0 +1,42 @@
+# Lightbox — every target CI runs is here; CI calls `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTO_SRC := $(wildcard protos/lightbox/v1/*.proto)
+GEN_STAMP := gen/.stamp
+
+.PHONY: venv protos run test test-fast lint demo bench models clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	echo "$(CURDIR)/gen" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lightbox-gen.pth
+	touch $@
+
+venv: $(STAMP)
+
+$(GEN_STAMP): $(STAMP) $(PROTO_SRC)
+	rm -rf gen && mkdir -p gen/lightbox/v1
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTO_SRC)
+	touch gen/lightbox/__init__.py gen/lightbox/v1/__init__.py $@
+
+protos: $(GEN_STAMP)
+
+run: $(GEN_STAMP)
+	$(VENV)/bin/lightbox run
+
+demo: $(GEN_STAMP)
+	$(VENV)/bin/lightbox demo --out out
+
+test: $(GEN_STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/ruff format --check services tests
+
+clean:
+	rm -rf gen $(VENV) .lightbox out

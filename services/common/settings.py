@@ -1,0 +1,52 @@
+"""Settings shared by every service, read once from `LIGHTBOX_*` variables.
+
+Each service's own `settings.py` subclasses `CommonSettings`. Ports follow the
+gateway's: with LIGHTBOX_HTTP_PORT=P the jobs API listens on P+1, the compositor
+on P+2 and Triton on P+3 (gRPC), P+4 (HTTP) and P+5 (metrics), so two stacks
+run side by side by moving one number."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIGHTBOX_", extra="ignore")
+
+    home: Path = Path(".lightbox")
+    http_port: int = 8080
+    # "local" allows development defaults (e.g. a generated signing secret);
+    # "production" refuses them.
+    mode: Literal["local", "production"] = "local"
+    database_url: str = ""
+    blob_dir: Path | None = None
+    jobs_addr: str = ""
+    compositor_addr: str = ""
+    triton_grpc_addr: str = ""
+    triton_http_port: int = 0
+    triton_metrics_port: int = 0
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _derive(self) -> CommonSettings:
+        self.home = self.home.expanduser().resolve()
+        p = self.http_port
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'lightbox.db'}"
+        if self.blob_dir is None:
+            self.blob_dir = self.home / "blobs"
+        self.jobs_addr = self.jobs_addr or f"127.0.0.1:{p + 1}"
+        self.compositor_addr = self.compositor_addr or f"127.0.0.1:{p + 2}"
+        self.triton_grpc_addr = self.triton_grpc_addr or f"127.0.0.1:{p + 3}"
+        self.triton_http_port = self.triton_http_port or p + 4
+        self.triton_metrics_port = self.triton_metrics_port or p + 5
+        return self
+
+    @property
+    def blob_root(self) -> Path:
+        assert self.blob_dir is not None
+        return self.blob_dir
