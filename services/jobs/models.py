@@ -1,0 +1,157 @@
+"""The jobs database schema: accounts, API keys, the credit ledger, jobs and
+idempotency keys.
+
+These tables are the target the Alembic migrations must reach; a test compares
+them with the migrated database. Change both together: add a migration under
+`migrations/versions/` for every change here.
+
+Credits are stored as integer milli-credits so that a balance, the sum of the
+ledger, is exact; the store converts to and from floats at its boundary.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from services.jobs.db import UTCDateTime
+
+# Stable constraint names, so migrations can refer to them on both backends.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+JOB_STATUSES = ("queued", "processing", "completed", "failed", "blocked", "canceled")
+LEDGER_REASONS = ("grant", "charge", "refund", "adjustment")
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("plan", String(64), nullable=False),
+    Column("rate_limit_per_minute", Integer, nullable=False),
+    # Empty list: every operation is allowed.
+    Column("allowed_operations", JSON, nullable=False),
+    # Kept in the clear: it signs outgoing webhooks, so it must be readable.
+    Column("webhook_secret", String(128), nullable=False),
+    Column("max_concurrent_jobs", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("max_concurrent_jobs >= 1", name="max_concurrent_jobs_positive"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    # The visible start of the key ("lb_live_ab12cd34"): finds the row to compare against.
+    Column("prefix", String(32), nullable=False, unique=True),
+    # sha256 hex of the whole key; the plaintext is never stored.
+    Column("key_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    # What was debited at submit (0 for a job blocked at submit).
+    Column("credits_milli", BigInteger, nullable=False),
+    Column("pipeline", JSON, nullable=False),
+    Column("engines", JSON, nullable=False),
+    Column("estimated_seconds", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Column("output_key", String(512), nullable=True),
+    Column("output_expires_at", UTCDateTime, nullable=True),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("format", String(16), nullable=True),
+    Column("processing_ms", BigInteger, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("stage", String(64), nullable=True),
+    Column("webhook_url", Text, nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_fingerprint", String(128), nullable=False),
+    Column("attempt_errors", JSON, nullable=False),
+    # The queue: a queued job runs once run_after has passed; a processing job
+    # belongs to lease_owner until lease_expires_at, then any worker may take it.
+    Column("run_after", UTCDateTime, nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("refunded_at", UTCDateTime, nullable=True),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in JOB_STATUSES) + ")", name="status_known"
+    ),
+    CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts_sane"),
+    Index("ix_jobs_account_created", "account_id", "created_at", "id"),
+    Index("ix_jobs_account_status", "account_id", "status"),
+    Index("ix_jobs_status_run_after", "status", "run_after"),
+    Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+)
+
+# Append-only: a balance is always the sum of an account's rows. A job has at
+# most one charge and one refund row, which is what makes a double charge or a
+# double refund impossible however the calls race.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=True),
+    Column("delta_milli", BigInteger, nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("job_id", "reason"),
+    CheckConstraint(
+        "reason IN (" + ", ".join(f"'{r}'" for r in LEDGER_REASONS) + ")", name="reason_known"
+    ),
+    CheckConstraint(
+        "(reason IN ('charge', 'refund')) = (job_id IS NOT NULL)", name="job_rows_have_job"
+    ),
+)
+
+# One row per (account, key) while it is live. Kept apart from `jobs` because a
+# key may be reused once it expires, which a unique index on jobs cannot express.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False),
+    Column("request_fingerprint", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
