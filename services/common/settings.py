@@ -28,8 +28,11 @@ class CommonSettings(BaseSettings):
     compositor_addr: str = ""
     triton_grpc_addr: str = ""
     triton_http_port: int = 0
+    triton_http_host: str = "127.0.0.1"
     triton_metrics_port: int = 0
     log_level: str = "INFO"
+    # pymatting's compiled kernels; shared between stacks so the ~40 s compile happens once.
+    numba_cache_dir: Path | None = None
 
     @model_validator(mode="after")
     def _derive(self) -> CommonSettings:
@@ -37,6 +40,8 @@ class CommonSettings(BaseSettings):
         p = self.http_port
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'lightbox.db'}"
+        if self.numba_cache_dir is None:
+            self.numba_cache_dir = self.home / "numba_cache"
         if self.blob_dir is None:
             self.blob_dir = self.home / "blobs"
         self.jobs_addr = self.jobs_addr or f"127.0.0.1:{p + 1}"

@@ -1,0 +1,123 @@
+"""`lightbox`: the operator's command line.
+
+    lightbox run                                  the whole local stack (make run)
+    lightbox serve compositor|jobs|worker|gateway one service process
+    lightbox admin create-key --credits N [--plan P] [--rpm N] [--operations a,b]
+    lightbox admin list-keys | revoke-key ID | add-credits ACCOUNT N | balance ACCOUNT
+    lightbox demo --out DIR                       sample photos through the real stack
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _store():  # type: ignore[no-untyped-def]
+    from services.common.settings import CommonSettings
+    from services.jobs.store import JobStore
+
+    settings = CommonSettings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = JobStore(settings.database_url)
+    store.migrate()
+    return store
+
+
+def _admin(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        if args.admin_command == "create-key":
+            operations = [o for o in (args.operations or "").split(",") if o]
+            account = store.create_account(
+                args.name,
+                plan=args.plan,
+                credits=args.credits,
+                rate_limit_per_minute=args.rpm,
+                allowed_operations=operations,
+                max_concurrent_jobs=args.max_concurrent,
+            )
+            key, record = store.create_api_key(account.id)
+            print(f"account {account.id} plan={account.plan} credits={args.credits:g} rpm={args.rpm}")
+            print("The key is shown once; store it now:")
+            print(key)
+        elif args.admin_command == "list-keys":
+            for k in store.list_keys(args.account):
+                state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+                print(f"{k.id}  {k.prefix}  account={k.account_id}  {state}")
+        elif args.admin_command == "revoke-key":
+            k = store.revoke_key(args.key)
+            print(f"revoked {k.id} ({k.prefix})")
+        elif args.admin_command == "add-credits":
+            balance = store.add_credits(args.account, args.amount, reason=args.reason)
+            print(f"account {args.account}: {balance:g} credits")
+        elif args.admin_command == "balance":
+            print(f"{store.balance(args.account):g}")
+    finally:
+        store.close()
+    return 0
+
+
+def _serve(name: str) -> int:
+    if name == "compositor":
+        from services.compositor.server import main
+    elif name == "jobs":
+        from services.jobs.server import main
+    elif name == "worker":
+        from services.jobs.worker import main
+    elif name == "gateway":
+        from services.gateway.server import main
+    else:  # argparse restricts the choices
+        raise SystemExit(f"unknown service {name}")
+    main()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lightbox", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the whole local stack in the foreground")
+    serve = sub.add_parser("serve", help="run one service")
+    serve.add_argument("service", choices=["compositor", "jobs", "worker", "gateway"])
+    demo = sub.add_parser("demo", help="run sample product photos through a fresh stack")
+    demo.add_argument("--out", default="out")
+
+    admin = sub.add_parser("admin", help="accounts, keys and credits (uses LIGHTBOX_HOME)")
+    asub = admin.add_subparsers(dest="admin_command", required=True)
+    ck = asub.add_parser("create-key", help="a new account with one key; prints the key last")
+    ck.add_argument("--credits", type=float, required=True)
+    ck.add_argument("--plan", default="standard")
+    ck.add_argument("--rpm", type=int, default=60, help="requests per minute")
+    ck.add_argument("--name", default="account")
+    ck.add_argument("--operations", default="", help="comma-separated; default: all")
+    ck.add_argument("--max-concurrent", type=int, default=4)
+    lk = asub.add_parser("list-keys")
+    lk.add_argument("--account", default=None)
+    rk = asub.add_parser("revoke-key")
+    rk.add_argument("key", help="key id or visible prefix")
+    ac = asub.add_parser("add-credits")
+    ac.add_argument("account")
+    ac.add_argument("amount", type=float)
+    ac.add_argument("--reason", default="grant")
+    bal = asub.add_parser("balance")
+    bal.add_argument("account")
+
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from services.stack import run_foreground
+
+        return run_foreground()
+    if args.command == "serve":
+        return _serve(args.service)
+    if args.command == "demo":
+        from services.demo import run_demo
+
+        return run_demo(args.out)
+    if args.command == "admin":
+        return _admin(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

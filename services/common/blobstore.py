@@ -1,0 +1,85 @@
+"""Blob storage for inputs and outputs.
+
+Keys are random and generated here; nothing a user sends ever becomes a path.
+The local store writes atomically (temp file + rename) so a crash never leaves
+a half-written blob under a key."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.common.errors import NotFound
+
+_KEY_RE = re.compile(r"^[a-z]+/[0-9]{8}/[A-Za-z0-9_-]{22,64}(\.[a-z0-9]{1,5})?$")
+
+
+def new_key(kind: str, suffix: str = "") -> str:
+    """A fresh unguessable key such as `outputs/20261122/<128 random bits>.jpg`."""
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    return f"{kind}/{day}/{secrets.token_urlsafe(16)}{suffix}"
+
+
+def is_valid_key(key: str) -> bool:
+    return bool(_KEY_RE.match(key))
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        if not is_valid_key(key):
+            raise NotFound(f"no blob {key!r}")
+        return self.root / key
+
+    def put(self, data: bytes, kind: str, suffix: str = "") -> str:
+        key = new_key(kind, suffix)
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return key
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no blob {key!r}") from None
+
+    def path(self, key: str) -> Path:
+        """The file behind `key` (for streaming responses); NotFound if absent."""
+        p = self._path(key)
+        if not p.is_file():
+            raise NotFound(f"no blob {key!r}")
+        return p
+
+    def delete(self, key: str) -> bool:
+        try:
+            self._path(key).unlink()
+            return True
+        except (FileNotFoundError, NotFound):
+            return False
+
+    def exists(self, key: str) -> bool:
+        try:
+            return self._path(key).is_file()
+        except NotFound:
+            return False
+
+    def check(self) -> None:
+        """Raise if the store cannot be written (used by /readyz)."""
+        probe = self.root / ".probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()

@@ -1,0 +1,67 @@
+"""The gateway's gRPC clients (asyncio), with request ids carried in metadata
+and peer errors turned back into domain errors in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from lightbox.v1 import accounts_pb2_grpc, compositor_pb2_grpc, jobs_pb2_grpc
+
+from services.common.errors import MD_CODE, MD_FIELD, MD_GUIDANCE, LightboxError
+from services.common.errors import GRPC_TO_HTTP
+from services.common.grpcutil import CHANNEL_OPTIONS
+from services.common.logs import request_id
+
+
+def rpc_error(err: grpc.aio.AioRpcError) -> LightboxError:
+    md = {k: v for k, v in (err.trailing_metadata() or ())}
+    status = err.code()
+    code = md.get(MD_CODE)
+    if not code:
+        code = (
+            "service_unavailable"
+            if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            else GRPC_TO_HTTP.get(status, (500, "internal_error"))[1]
+        )
+    message = err.details() or status.name
+    if code in ("service_unavailable", "internal_error") and not md.get(MD_CODE):
+        message = "A Lightbox service did not answer; try again shortly."
+    return LightboxError(message, code=str(code), guidance=md.get(MD_GUIDANCE), field=md.get(MD_FIELD))
+
+
+class Clients:
+    def __init__(self, jobs_addr: str, compositor_addr: str, timeout_s: float) -> None:
+        self._jobs_channel = grpc.aio.insecure_channel(jobs_addr, options=CHANNEL_OPTIONS)
+        self._compositor_channel = grpc.aio.insecure_channel(
+            compositor_addr, options=CHANNEL_OPTIONS
+        )
+        self.jobs = jobs_pb2_grpc.JobServiceStub(self._jobs_channel)
+        self.accounts = accounts_pb2_grpc.AccountServiceStub(self._jobs_channel)
+        self.compositor = compositor_pb2_grpc.CompositorServiceStub(self._compositor_channel)
+        self._jobs_health = health_pb2_grpc.HealthStub(self._jobs_channel)
+        self._compositor_health = health_pb2_grpc.HealthStub(self._compositor_channel)
+        self.timeout_s = timeout_s
+
+    async def call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return await method(
+                request,
+                timeout=timeout or self.timeout_s,
+                metadata=(("x-request-id", request_id.get()),),
+            )
+        except grpc.aio.AioRpcError as err:
+            raise rpc_error(err) from None
+
+    async def healthy(self, which: str, service: str = "") -> bool:
+        stub = self._jobs_health if which == "jobs" else self._compositor_health
+        try:
+            resp = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        except grpc.aio.AioRpcError:
+            return False
+        return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def close(self) -> None:
+        await self._jobs_channel.close()
+        await self._compositor_channel.close()

@@ -1,0 +1,49 @@
+"""Gateway settings (LIGHTBOX_* environment)."""
+
+from __future__ import annotations
+
+import secrets
+
+from pydantic import Field, model_validator
+
+from services.common.settings import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    # HMAC key for output links. Local mode generates one into LIGHTBOX_HOME;
+    # production refuses to start without an explicit, strong value.
+    signing_secret: str = ""
+    # Absolute base for output links ("https://img.example.com"); default: the request's host.
+    public_base_url: str = ""
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    # Tests only: lets image_url/webhook_url reach loopback addresses.
+    allow_loopback_urls: bool = False
+    max_wait_seconds: int = Field(60, ge=0, le=300)
+    auth_cache_seconds: float = Field(5.0, ge=0)
+    # Shared rate limits across gateway replicas when set.
+    redis_url: str = ""
+    # Requests per minute for callers without a key (health, output links).
+    anonymous_rate_limit_per_minute: int = Field(600, gt=0)
+    grpc_timeout_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secret(self) -> GatewaySettings:
+        if self.signing_secret:
+            if self.mode == "production" and (
+                len(self.signing_secret) < 32 or self.signing_secret in {"changeme", "secret"}
+            ):
+                raise ValueError(
+                    "LIGHTBOX_SIGNING_SECRET must be at least 32 random characters in production"
+                )
+            return self
+        if self.mode == "production":
+            raise ValueError("LIGHTBOX_SIGNING_SECRET is required when LIGHTBOX_MODE=production")
+        path = self.home / "signing-secret"
+        if path.exists():
+            self.signing_secret = path.read_text().strip()
+        else:
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.signing_secret = secrets.token_urlsafe(32)
+            path.write_text(self.signing_secret)
+            path.chmod(0o600)
+        return self

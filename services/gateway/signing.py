@@ -1,0 +1,27 @@
+"""Signed, expiring output links: HMAC-SHA256 over the blob key and expiry."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from urllib.parse import quote
+
+
+def signature(secret: str, key: str, expires: int) -> str:
+    msg = f"{key}\n{expires}".encode()
+    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def signed_path(secret: str, key: str, expires: int) -> str:
+    return f"/v1/files/{quote(key)}?expires={expires}&signature={signature(secret, key, expires)}"
+
+
+def check(secret: str, key: str, expires: int, sig: str, now: float | None = None) -> str:
+    """'ok', 'expired' or 'invalid'. The signature is checked before the expiry so
+    that a tampered link never learns whether it would have expired."""
+    if not hmac.compare_digest(signature(secret, key, expires), sig):
+        return "invalid"
+    if (now if now is not None else time.time()) > expires:
+        return "expired"
+    return "ok"

@@ -1,0 +1,205 @@
+"""What each operation does, stage by stage, on one claimed job.
+
+Pixels move between stages raw (uint8 RGB/RGBA); the compositor encodes once at
+the end. Every stage reports itself so the job shows where it is, and every
+engine that served a stage is recorded on the job."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+from lightbox.v1 import compositor_pb2, compositor_pb2_grpc
+
+from services.common import imageio
+from services.common.blobstore import LocalBlobStore
+from services.common.errors import InvalidParameter, LightboxError
+from services.common.grpcutil import error_from_rpc
+from services.common.rawimage import to_proto
+from services.jobs.engines import TritonEngines
+from services.jobs.store import JobRecord
+
+# An input alpha counts as a real cut-out only if this share of pixels is see-through.
+_INPUT_ALPHA_MIN_TRANSPARENT = 0.01
+
+
+@dataclass
+class Result:
+    data: bytes
+    format: str
+    width: int
+    height: int
+    engines: dict[str, str] = field(default_factory=dict)
+    pipeline: list[str] = field(default_factory=list)
+
+
+def _size(value: Any) -> tuple[int, int]:
+    if not value:
+        return 0, 0
+    w, h = str(value).lower().split("x")
+    return int(w), int(h)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        blobs: LocalBlobStore,
+        engines: TritonEngines,
+        compositor: compositor_pb2_grpc.CompositorServiceStub,
+        compositor_timeout_s: float,
+    ) -> None:
+        self.blobs = blobs
+        self.engines = engines
+        self.compositor = compositor
+        self.compositor_timeout_s = compositor_timeout_s
+
+    def run(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
+        runner = {
+            "remove-background": self._remove_background,
+            "product-photo": self._product_photo,
+            "replace-background": self._replace_background,
+        }.get(job.operation)
+        if runner is None:
+            raise InvalidParameter("operation", f"No pipeline for {job.operation!r}.")
+        return runner(job, stage)
+
+    # -- stages -------------------------------------------------------------------------
+
+    def _decode(self, job: JobRecord, stage: Callable[[str], None]) -> tuple[np.ndarray, Any]:
+        stage("decode")
+        return imageio.decode(self.blobs.get(job.inputs["image"]))
+
+    def _matte(
+        self, rgb: np.ndarray, alpha: np.ndarray | None, stage: Callable[[str], None]
+    ) -> tuple[np.ndarray, str]:
+        stage("remove-background")
+        if alpha is not None and (alpha < 255).mean() >= _INPUT_ALPHA_MIN_TRANSPARENT:
+            return alpha, "input-alpha"
+        return self.engines.matting(rgb)
+
+    def _call(self, method: str, request: Any) -> compositor_pb2.EncodedImage:
+        try:
+            return getattr(self.compositor, method)(request, timeout=self.compositor_timeout_s)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from None
+
+    def _remove_background(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
+        p = job.params
+        rgb, alpha_in = self._decode(job, stage)
+        alpha, matting = self._matte(rgb, alpha_in, stage)
+        stage("encode")
+        out = self._call(
+            "Cutout",
+            compositor_pb2.CutoutRequest(
+                subject=to_proto(np.dstack([rgb, alpha])),
+                crop=bool(p.get("crop", False)),
+                bg_color=str(p.get("bg_color") or ""),
+                mask_only=bool(p.get("mask_only", False)),
+                encode=compositor_pb2.EncodeSpec(
+                    format=str(p.get("output_format") or "png"),
+                    quality=int(p.get("image_quality") or 0),
+                ),
+            ),
+        )
+        return Result(
+            out.data, out.format, out.width, out.height,
+            engines={"matting": matting}, pipeline=["remove-background"],
+        )
+
+    def _compose(
+        self,
+        job: JobRecord,
+        stage: Callable[[str], None],
+        *,
+        background: compositor_pb2.BackgroundSpec,
+        layout: compositor_pb2.Layout,
+        shadow: str,
+        preserve_shadow: bool,
+        pipeline: list[str],
+    ) -> Result:
+        p = job.params
+        rgb, alpha_in = self._decode(job, stage)
+        alpha, matting = self._matte(rgb, alpha_in, stage)
+        detail_transfer = bool(p.get("detail_transfer", False))
+        stage("compose")
+        request = compositor_pb2.ComposeRequest(
+            subject=to_proto(np.dstack([rgb, alpha])),
+            background=background,
+            layout=layout,
+            shadow=compositor_pb2.ShadowSpec(type=shadow),
+            encode=compositor_pb2.EncodeSpec(
+                format=str(p.get("output_format") or "jpeg"),
+                quality=int(p.get("image_quality") or 0),
+            ),
+            preserve_shadow=preserve_shadow,
+            detail_transfer=detail_transfer,
+            detailer_mode=str(p.get("detailer_mode") or "soft_light"),
+        )
+        if preserve_shadow or detail_transfer:
+            request.source.CopyFrom(to_proto(rgb))
+        out = self._call("Compose", request)
+        return Result(
+            out.data, out.format, out.width, out.height,
+            engines={"matting": matting, "background": out.background_engine},
+            pipeline=pipeline,
+        )
+
+    def _product_photo(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
+        p = job.params
+        width, height = _size(p.get("output_size"))
+        preset = str(p.get("preset") or "white-studio")
+        shadow = str(p.get("shadow_type") or "soft")
+        pipeline = ["remove-background", "replace-background"]
+        if shadow != "none":
+            pipeline.append("add-shadow")
+        return self._compose(
+            job,
+            stage,
+            background=compositor_pb2.BackgroundSpec(
+                preset="" if preset == "custom" else preset,
+                prompt=str(p.get("background_prompt") or ""),
+                seed=int(p.get("seed") or 0),
+            ),
+            layout=compositor_pb2.Layout(
+                mode=compositor_pb2.LAYOUT_MODE_PLACE,
+                aspect_ratio=str(p.get("aspect_ratio") or ""),
+                output_width=width,
+                output_height=height,
+                megapixel=float(p.get("megapixel") or 0),
+                scale=float(p.get("scale") or 0),
+                x=float(p.get("x", -1)),
+                y=float(p.get("y", -1)),
+            ),
+            shadow=shadow,
+            preserve_shadow=False,
+            pipeline=pipeline,
+        )
+
+    def _replace_background(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
+        p = job.params
+        return self._compose(
+            job,
+            stage,
+            background=compositor_pb2.BackgroundSpec(
+                prompt=str(p.get("prompt") or ""), seed=int(p.get("seed") or 0)
+            ),
+            layout=compositor_pb2.Layout(mode=compositor_pb2.LAYOUT_MODE_KEEP),
+            shadow="none",
+            preserve_shadow=bool(p.get("preserve_shadow", True)),
+            pipeline=["remove-background", "replace-background"],
+        )
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether a stage error is worth retrying (dependency down, timeout)."""
+    if isinstance(err, LightboxError):
+        return err.code in ("service_unavailable", "overloaded", "internal_error")
+    return True
+
+
+def elapsed_ms(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)

@@ -1,0 +1,176 @@
+"""The worker: claims queued jobs under a lease, keeps the lease alive while a
+stage runs, and records the outcome. A worker that dies mid-job simply stops
+heartbeating; the lease expires and another worker takes the job over."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+
+from lightbox.v1 import compositor_pb2_grpc
+
+from services.common.blobstore import LocalBlobStore
+from services.common.grpcutil import channel
+from services.common.logs import request_id, setup_logging
+from services.jobs.engines import TritonEngines
+from services.jobs.pipeline import Pipeline, elapsed_ms, is_transient
+from services.jobs.settings import JobsSettings
+from services.jobs.store import JobRecord, JobStore
+
+log = logging.getLogger(__name__)
+
+
+class _Lease:
+    """Heartbeats a job's lease from a side thread until stopped."""
+
+    def __init__(self, store: JobStore, job_id: str, worker_id: str, settings: JobsSettings):
+        self.store, self.job_id, self.worker_id = store, job_id, worker_id
+        self.settings = settings
+        self.stage: str | None = None
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def set_stage(self, stage: str) -> None:
+        self.stage = stage
+        self._renew()
+
+    def _renew(self) -> None:
+        try:
+            ok = self.store.heartbeat(
+                self.job_id, self.worker_id, self.settings.lease_seconds, stage=self.stage
+            )
+        except Exception:
+            log.warning("heartbeat for %s failed; will retry", self.job_id, exc_info=True)
+            return
+        if not ok:
+            self.lost.set()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_seconds):
+            self._renew()
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: JobsSettings,
+        store: JobStore,
+        pipeline: Pipeline,
+        worker_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pipeline = pipeline
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when the queue had nothing runnable."""
+        job = self.store.claim(self.worker_id, self.settings.lease_seconds)
+        if job is None:
+            return False
+        self._run(job)
+        return True
+
+    def _run(self, job: JobRecord) -> None:
+        token = request_id.set(job.id)
+        start = time.monotonic()
+        log.info("claimed %s (%s), attempt %d", job.id, job.operation, job.attempts)
+        try:
+            with _Lease(self.store, job.id, self.worker_id, self.settings) as lease:
+                try:
+                    result = self.pipeline.run(job, lease.set_stage)
+                except Exception as err:
+                    transient = is_transient(err)
+                    code = getattr(err, "code", "internal_error")
+                    message = getattr(err, "message", None) or "internal error"
+                    if not isinstance(code, str):
+                        code = "internal_error"
+                    log.log(
+                        logging.WARNING if transient else logging.INFO,
+                        "%s failed in %s (%s): %s",
+                        job.id, lease.stage, "transient" if transient else "permanent", message,
+                        exc_info=not hasattr(err, "code"),
+                    )
+                    if lease.lost.is_set():
+                        return
+                    self.store.fail(
+                        job.id, self.worker_id, code=code, message=message, transient=transient,
+                        retry_base_seconds=self.settings.retry_base_seconds,
+                    )
+                    return
+                if lease.lost.is_set():
+                    log.warning("lease on %s lost; dropping its result", job.id)
+                    return
+                lease.set_stage("store")
+                suffix = "." + ("jpg" if result.format == "jpeg" else result.format)
+                key = self.pipeline.blobs.put(result.data, "outputs", suffix)
+                done = self.store.complete(
+                    job.id, self.worker_id, output_key=key, width=result.width,
+                    height=result.height, format=result.format,
+                    processing_ms=elapsed_ms(start), engines=result.engines,
+                    pipeline=result.pipeline,
+                    output_ttl_seconds=self.settings.output_ttl_seconds,
+                )
+                if not done:
+                    # Someone else owns the job now; our output is an orphan.
+                    self.pipeline.blobs.delete(key)
+                    log.warning("completion of %s refused: lease lost", job.id)
+                else:
+                    log.info("completed %s in %d ms", job.id, elapsed_ms(start))
+        finally:
+            request_id.reset(token)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:
+                log.exception("worker loop error; backing off")
+                stop.wait(1.0)
+                continue
+            if not ran:
+                self.store.wait_for_work(timeout=1.0)
+
+
+def build_worker(settings: JobsSettings, store: JobStore) -> Worker:
+    pipeline = Pipeline(
+        LocalBlobStore(settings.blob_root),
+        TritonEngines(settings.triton_grpc_addr, timeout_s=settings.triton_timeout_seconds),
+        compositor_pb2_grpc.CompositorServiceStub(channel(settings.compositor_addr)),
+        settings.compositor_timeout_seconds,
+    )
+    return Worker(settings, store, pipeline)
+
+
+def main() -> None:
+    settings = JobsSettings()
+    setup_logging(settings.log_level, "worker")
+    store = JobStore(settings.database_url)
+    store.migrate()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threads = [
+        threading.Thread(target=build_worker(settings, store).run_forever, args=(stop,))
+        for _ in range(settings.worker_threads)
+    ]
+    for t in threads:
+        t.start()
+    log.info("worker started with %d thread(s)", len(threads))
+    for t in threads:
+        t.join()
+    store.close()

@@ -1,0 +1,65 @@
+"""The whole stack, started once per database backend for the stack tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from services.common.settings import CommonSettings
+from services.stack import Stack
+from tests.conftest import NUMBA_CACHE, free_port_block
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    key: str
+    home: Path
+
+    @property
+    def url(self) -> str:
+        return self.stack.base_url
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}", **extra}
+
+
+def start_stack(home: Path, database_url: str = "") -> RunningStack:
+    settings = CommonSettings(
+        home=home,
+        http_port=free_port_block(6),
+        database_url=database_url,
+        numba_cache_dir=NUMBA_CACHE,
+    )
+    stack = Stack(settings=settings, log_path=home / "stack.log")
+    key = stack.prepare()
+    stack.start()
+    try:
+        stack.wait_ready(timeout=240)
+    except Exception:
+        stack.stop()
+        log = (home / "stack.log").read_text(errors="replace")[-6000:]
+        raise RuntimeError(f"stack did not start; log tail:\n{log}") from None
+    return RunningStack(stack, key, home)
+
+
+@pytest.fixture(scope="session")
+def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(tmp_path_factory.mktemp("stack-sqlite"))
+    yield running
+    running.stack.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_stack(tmp_path_factory: pytest.TempPathFactory, pg_database_factory) -> Iterator[RunningStack]:
+    running = start_stack(tmp_path_factory.mktemp("stack-pg"), pg_database_factory("lightbox_stack"))
+    yield running
+    running.stack.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stack(request: pytest.FixtureRequest) -> RunningStack:
+    return request.getfixturevalue(f"{request.param}_stack")
