@@ -1,0 +1,237 @@
+"""Classical product matting, no weights: a backdrop colour model from the image
+border seeds GrabCut at reduced resolution; the resulting hard mask becomes a narrow
+trimap at full resolution whose unknown band is solved with closed-form matting
+(Levin et al. 2008, via pymatting).
+
+Made for products on plain or simply textured backdrops (paper sweeps, table tops),
+which is what the embedded engine is for; hair and busy scenes need the BiRefNet
+engine. Pure numpy/OpenCV/pymatting, importable without Triton so it can be unit
+tested directly.
+
+Arrays: image uint8 HxWx3 RGB; alpha uint8 HxW (255 = subject).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+class MattingInputError(ValueError):
+    """The request's image cannot be matted (wrong shape, too small, too large)."""
+
+
+@dataclass(frozen=True)
+class MattingParams:
+    """Knobs of the algorithm; the model reads them from config.pbtxt `parameters`."""
+
+    # GrabCut runs on a copy whose long side is this many pixels: its cost grows with
+    # the pixel count and the segmentation does not improve above ~512.
+    work_long_side: int = 512
+    # Width of the image border taken as backdrop, as a fraction of the short side.
+    # The product must not touch this strip (product shots leave margins).
+    border_frac: float = 0.02
+    # Backdrop colour clusters fitted to the border (k-means in Lab).
+    border_clusters: int = 6
+    # A pixel farther than this (Lab units, lightness down-weighted) from every border
+    # cluster starts GrabCut as probable product; nearer ones as probable backdrop.
+    seed_distance: float = 12.0
+    # Lightness weight in the seed distance: shadows change lightness, not colour.
+    lightness_weight: float = 0.35
+    grabcut_iterations: int = 5
+    # Connected product regions smaller than this fraction of the largest are dropped
+    # (specks of grain or dust), and backdrop holes smaller than it are filled.
+    min_region_frac: float = 0.002
+    # Half-width of the unknown band around the mask edge, in full-resolution pixels,
+    # on top of the upsampling error of the work resolution.
+    band_px: int = 3
+    # Closed-form matting regulariser and conjugate-gradient limits.
+    cf_epsilon: float = 1e-6
+    cf_maxiter: int = 2000
+    # Input limits: below min_side there is nothing to matte, above max_pixels a single
+    # request would take minutes on the CPU engine.
+    min_side: int = 16
+    max_pixels: int = 40_000_000
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(MattingParams)}
+
+
+def parse_params(raw: dict[str, str]) -> MattingParams:
+    """Build MattingParams from string key/values (config.pbtxt `parameters`),
+    rejecting unknown keys and values of the wrong type or range."""
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown matting parameters {unknown}; known: {sorted(_FIELDS)}")
+    values: dict[str, Any] = {}
+    for key, text in raw.items():
+        kind = _FIELDS[key].type
+        try:
+            value: Any = int(text) if kind == "int" else float(text)
+        except ValueError as exc:
+            raise ValueError(f"matting parameter {key}={text!r} is not a {kind}") from exc
+        if value <= 0 or (kind == "float" and not math.isfinite(value)):
+            raise ValueError(f"matting parameter {key}={text!r} must be positive")
+        values[key] = value
+    params = MattingParams(**values)
+    if params.border_frac >= 0.25:
+        raise ValueError(f"border_frac={params.border_frac} must be below 0.25")
+    return params
+
+
+def check_image(image: np.ndarray, params: MattingParams) -> None:
+    """Raise MattingInputError unless `image` is a uint8 HxWx3 array within limits."""
+    if image.dtype != np.uint8:
+        raise MattingInputError(f"IMAGE must be uint8, got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise MattingInputError(f"IMAGE must be HxWx3 (RGB), got shape {list(image.shape)}")
+    h, w = image.shape[:2]
+    if min(h, w) < params.min_side:
+        raise MattingInputError(
+            f"IMAGE is {w}x{h}; both sides must be at least {params.min_side} pixels"
+        )
+    if h * w > params.max_pixels:
+        raise MattingInputError(
+            f"IMAGE is {w}x{h} = {h * w} pixels; the limit is {params.max_pixels}"
+        )
+
+
+def estimate_alpha(image: np.ndarray, params: MattingParams | None = None) -> np.ndarray:
+    """Alpha matte (uint8 HxW, 255 = product) of the product in `image` (uint8 HxWx3
+    RGB). An image with no product distinct from its border gives all zeros."""
+    params = params or MattingParams()
+    check_image(image, params)
+    h, w = image.shape[:2]
+    scale = min(1.0, params.work_long_side / max(h, w))
+    small = (
+        cv2.resize(
+            image,
+            (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+        if scale < 1.0
+        else image
+    )
+    mask_small = segment(small, params)
+    if not mask_small.any():
+        return np.zeros((h, w), np.uint8)
+    trimap = make_trimap(mask_small, (h, w), scale, params)
+    return refine(image, trimap, params)
+
+
+def segment(image: np.ndarray, params: MattingParams) -> np.ndarray:
+    """Hard product mask (bool HxW) of a small image: border colour model -> GrabCut
+    seeds -> GrabCut -> region cleanup."""
+    h, w = image.shape[:2]
+    border = max(2, round(params.border_frac * min(h, w)))
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    weight = np.float32([params.lightness_weight, 1.0, 1.0])
+    feats = lab * weight
+
+    is_border = np.zeros((h, w), bool)
+    is_border[:border, :] = is_border[-border:, :] = True
+    is_border[:, :border] = is_border[:, -border:] = True
+    samples = feats[is_border]
+    k = min(params.border_clusters, len(samples))
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    cv2.setRNGSeed(0)
+    _, _, centers = cv2.kmeans(samples, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    dist = np.full((h, w), np.inf, np.float32)
+    for c in centers:
+        dist = np.minimum(dist, np.linalg.norm(feats - c, axis=2))
+    # Smooth the distance so grain and JPEG noise don't scatter seeds.
+    dist = cv2.GaussianBlur(dist, (0, 0), 1.0)
+
+    far = dist > params.seed_distance
+    if not far[~is_border].any():
+        return np.zeros((h, w), bool)
+    gc = np.where(far, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    # Pixels very far from the backdrop are product for certain; this keeps GrabCut
+    # from eating into products that share some colours with the backdrop.
+    gc[dist > 3.0 * params.seed_distance] = cv2.GC_FGD
+    gc[is_border] = cv2.GC_BGD
+    bgd = np.zeros((1, 65), np.float64)
+    fgd = np.zeros((1, 65), np.float64)
+    cv2.grabCut(image, gc, None, bgd, fgd, params.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
+    mask = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    return clean_regions(mask, params.min_region_frac)
+
+
+def clean_regions(mask: np.ndarray, min_frac: float) -> np.ndarray:
+    """Drop product specks and fill pinholes, relative to the largest region. Large
+    backdrop holes (a mug handle) stay open."""
+    mask = _keep_large(mask, min_frac)
+    if not mask.any():
+        return mask
+    holes = _keep_large(~mask, min_frac, touching_border_always=True)
+    return ~holes
+
+
+def _keep_large(
+    mask: np.ndarray, min_frac: float, touching_border_always: bool = False
+) -> np.ndarray:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.zeros(n, bool)
+    keep[1:] = areas >= min_frac * mask.size
+    if touching_border_always:
+        h, w = mask.shape
+        x, y = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
+        bw, bh = stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT]
+        keep[1:] |= (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
+    else:
+        keep[1 + int(np.argmax(areas))] = True
+    return keep[labels]
+
+
+def make_trimap(
+    mask_small: np.ndarray, shape: tuple[int, int], scale: float, params: MattingParams
+) -> np.ndarray:
+    """Full-resolution trimap (float HxW: 1 product, 0 backdrop, 0.5 unknown) with an
+    unknown band around the upsampled mask edge, wide enough to cover the work
+    resolution's quantisation."""
+    h, w = shape
+    soft = cv2.resize(mask_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    hard = (soft > 0.5).astype(np.uint8)
+    radius = params.band_px + math.ceil(1.0 / scale)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    fg = cv2.erode(hard, kernel)
+    maybe = cv2.dilate(hard, kernel)
+    trimap = np.full((h, w), 0.5, np.float64)
+    trimap[fg > 0] = 1.0
+    trimap[maybe == 0] = 0.0
+    return trimap
+
+
+def refine(image: np.ndarray, trimap: np.ndarray, params: MattingParams) -> np.ndarray:
+    """Solve closed-form matting for the trimap's unknown band only (known pixels'
+    windows are skipped by the Laplacian), and return uint8 alpha."""
+    # Imported here: pymatting compiles numba kernels on first import (~40 s without a
+    # warm NUMBA_CACHE_DIR), which unit tests of `segment` should not pay.
+    from pymatting import estimate_alpha_cf
+
+    unknown = trimap == 0.5
+    if not unknown.any():
+        return (trimap * 255).astype(np.uint8)
+    # Solve on the bounding box of the band (plus the Laplacian window) rather than
+    # the whole frame: the system is the same, the bookkeeping much smaller.
+    ys, xs = np.nonzero(unknown)
+    y0, y1 = max(0, ys.min() - 2), min(trimap.shape[0], ys.max() + 3)
+    x0, x1 = max(0, xs.min() - 2), min(trimap.shape[1], xs.max() + 3)
+    crop = image[y0:y1, x0:x1].astype(np.float64) / 255.0
+    alpha_crop = estimate_alpha_cf(
+        crop,
+        trimap[y0:y1, x0:x1],
+        laplacian_kwargs={"epsilon": params.cf_epsilon},
+        cg_kwargs={"maxiter": params.cf_maxiter},
+    )
+    alpha = trimap.copy()
+    alpha[y0:y1, x0:x1] = alpha_crop
+    return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
