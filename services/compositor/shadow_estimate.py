@@ -1,0 +1,59 @@
+"""preserve_shadow: find the cast shadow already in the original photo, so that
+replace-background can lay the same shadow on the new scene.
+
+The shadow is measured as a ratio: how much darker the backdrop near the subject
+is than the clean backdrop would be there. The clean backdrop is an upper
+envelope of the photo with the subject filled in (grey dilation, then blur), so
+slow lighting falloff is not mistaken for shadow. Everything runs on a copy whose
+long side is WORK_SIDE pixels; shadows are soft, so nothing visible is lost."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from services.compositor.layout import alpha_box
+from services.compositor.shadows import ShadowLayer
+
+WORK_SIDE = 512
+# Darkening below this share is backdrop texture or noise, not shadow.
+THRESHOLD = 0.04
+# The envelope window and the reach of the shadow, as shares of the subject's extent.
+ENVELOPE = 0.5
+REACH = 0.75
+
+
+def estimate_cast_shadow(source: np.ndarray, alpha: np.ndarray) -> ShadowLayer | None:
+    """The cast shadow in `source` as a darkness layer covering the whole image.
+
+    source: RGB uint8 (H, W, 3), the original photo; alpha: uint8 (H, W), the
+    subject. Darkness 255 * (1 - shaded / clean) near the subject, continued
+    under its soft edges. None when there is no subject."""
+    h, w = alpha.shape
+    box = alpha_box(alpha)
+    if box is None:
+        return None
+    f = max(1.0, max(h, w) / WORK_SIDE)
+    sw, sh = max(8, round(w / f)), max(8, round(h / f))
+    luma = cv2.cvtColor(
+        cv2.resize(source, (sw, sh), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY
+    )
+    a = cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_AREA)
+    subject = cv2.dilate((a > 4).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
+    extent = max(box[2] - box[0], box[3] - box[1]) / f
+
+    filled = cv2.inpaint(luma, subject, 3, cv2.INPAINT_TELEA)
+    k = max(3, int(ENVELOPE * extent) | 1)
+    envelope = cv2.dilate(filled, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    clean = cv2.GaussianBlur(envelope.astype(np.float32), (0, 0), k / 3.0)
+    shaded = cv2.GaussianBlur(filled.astype(np.float32), (0, 0), 1.5)
+    darkening = 1.0 - shaded / np.maximum(clean, np.maximum(shaded, 1.0))
+    darkening = np.clip((darkening - THRESHOLD) / (1.0 - THRESHOLD), 0.0, 1.0)
+
+    distance = cv2.distanceTransform((subject == 0).astype(np.uint8), cv2.DIST_L2, 5)
+    darkening *= np.clip(1.0 - distance / (REACH * extent), 0.0, 1.0)
+    darkening = cv2.GaussianBlur(darkening, (0, 0), 1.0)
+    darkness = cv2.resize(
+        np.rint(darkening * 255.0).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR
+    )
+    return ShadowLayer(darkness, 0, 0)
