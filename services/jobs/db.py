@@ -7,6 +7,8 @@ lives here, so `store.py` can read as plain transactions.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+def _enable_wal(cursor: Any) -> None:
+    # WAL is a property of the file, set once by the first connection. When
+    # several processes open a new database at once, the switch can report
+    # "database is locked" without waiting on busy_timeout, so retry it.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -95,8 +112,8 @@ def _sqlite_engine(database_url: str) -> Engine:
         # implicit BEGIN is deferred and is skipped before DDL.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         # Durable at every checkpoint; in WAL mode NORMAL cannot corrupt the
         # database, it can only lose the last commits on power loss.

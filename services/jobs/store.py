@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
+import psycopg
 from alembic import command
 from sqlalchemy import (
     Engine,
     and_,
-    create_engine,
     delete,
     func,
     insert,
@@ -50,7 +50,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.pool import NullPool
 
 from services.common.errors import (
     Conflict,
@@ -91,6 +90,8 @@ STATUS_FAILED = "failed"
 STATUS_BLOCKED = "blocked"
 STATUS_CANCELED = "canceled"
 TERMINAL_STATUSES = frozenset({STATUS_COMPLETED, STATUS_FAILED, STATUS_BLOCKED, STATUS_CANCELED})
+
+_MIGRATE_LOCK = threading.Lock()
 
 # Reasons add_credits accepts; "charge" and "refund" rows belong to jobs only.
 MANUAL_LEDGER_REASONS = ("grant", "adjustment")
@@ -226,9 +227,8 @@ class JobStore:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._idempotency_ttl = idempotency_ttl
         # PostgreSQL LISTEN connections, one per thread that waits for work.
-        self._listen_engine: Engine | None = None
         self._listeners = threading.local()
-        self._all_listeners: list[Any] = []
+        self._all_listeners: list[psycopg.Connection[Any]] = []
         self._listeners_lock = threading.Lock()
 
     @property
@@ -247,7 +247,9 @@ class JobStore:
         """Create or upgrade the schema to the newest migration; safe to run from
         several processes at once (they serialise on a lock) and to repeat."""
         config = alembic_config()
-        with self._tx() as conn:
+        # Alembic runs env.py through module-global state (alembic.context), so
+        # two threads of one process must not migrate at the same time.
+        with _MIGRATE_LOCK, self._tx() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
@@ -264,8 +266,6 @@ class JobStore:
                 listener.close()
             except Exception:  # noqa: BLE001 - closing a dead connection may fail; nothing to do
                 pass
-        if self._listen_engine is not None:
-            self._listen_engine.dispose()
         self._engine.dispose()
 
     # -- accounts and keys -------------------------------------------------
@@ -983,14 +983,19 @@ class JobStore:
     def _refund(self, conn: Connection, row: Row[Any], now: datetime) -> None:
         if not row.credits_milli:
             return
-        refund = _insert_ignoring_conflicts(self._dialect, ledger).values(
-            account_id=row.account_id,
-            job_id=row.id,
-            delta_milli=row.credits_milli,
-            reason="refund",
-            created_at=now,
+        refund = (
+            _insert_ignoring_conflicts(self._dialect, ledger)
+            .values(
+                account_id=row.account_id,
+                job_id=row.id,
+                delta_milli=row.credits_milli,
+                reason="refund",
+                created_at=now,
+            )
+            .returning(ledger.c.id)
         )
-        if conn.execute(refund).rowcount == 1:
+        # No row back: this job was refunded before (the unique constraint held).
+        if conn.execute(refund).first() is not None:
             conn.execute(update(jobs).where(jobs.c.id == row.id).values(refunded_at=now))
 
     def _notify(self, conn: Connection) -> None:
@@ -1061,25 +1066,24 @@ class JobStore:
                     pass
         except (_Retryable, ServiceUnavailable) as exc:
             log.warning("wait_for_work: %s", exc)
-        except Exception as exc:  # noqa: BLE001 - any driver error: the listener is unusable
+        except psycopg.Error as exc:
             log.warning("wait_for_work: LISTEN connection lost (%s); reconnecting", exc)
             self._drop_listener(listener)
 
-    def _listener(self) -> tuple[Any, bool]:
+    def _listener(self) -> tuple[psycopg.Connection[Any] | None, bool]:
         """This thread's LISTENing psycopg connection and whether it is new."""
         listener = getattr(self._listeners, "conn", None)
         if listener is not None and not listener.closed:
             return listener, False
-        if self._listen_engine is None:
-            # Its own unpooled engine: a LISTEN connection is held for the life of
-            # the worker and must not take a slot in the transaction pool.
-            self._listen_engine = create_engine(self._engine.url, poolclass=NullPool)
+        # A connection of its own, outside the pool: it is held for the life of
+        # the worker thread and must not take a slot meant for transactions.
+        conninfo = self._engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
         try:
-            raw = self._listen_engine.raw_connection()
-            listener = raw.driver_connection
-            listener.autocommit = True
+            listener = psycopg.connect(conninfo, autocommit=True)
             listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        except Exception as exc:  # noqa: BLE001 - connection failures come in driver-specific types
+        except psycopg.Error as exc:
             log.warning("wait_for_work: cannot LISTEN (%s)", exc)
             return None, False
         self._listeners.conn = listener
@@ -1087,7 +1091,7 @@ class JobStore:
             self._all_listeners.append(listener)
         return listener, True
 
-    def _drop_listener(self, listener: Any) -> None:
+    def _drop_listener(self, listener: psycopg.Connection[Any]) -> None:
         self._listeners.conn = None
         with self._listeners_lock:
             if listener in self._all_listeners:

@@ -1,0 +1,146 @@
+"""PostgreSQL only: the store survives its connections being killed
+(pg_terminate_backend, as in a failover or an operator's intervention)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.engine import make_url
+
+from services.jobs.models import ledger
+from services.jobs.store import JobStore
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def admin(pg_url: str) -> Iterator[psycopg.Connection[Any]]:
+    conninfo = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[JobStore]:
+    store = JobStore(pg_url)
+    yield store
+    store.close()
+
+
+def _terminate(admin: psycopg.Connection[Any], pids: list[int]) -> None:
+    for pid in pids:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    # Termination is asynchronous; wait until the backends are really gone.
+    for _ in range(200):
+        alive = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+        ).fetchone()
+        if alive is not None and alive[0] == 0:
+            return
+        time.sleep(0.025)
+    raise AssertionError(f"backends {pids} survived pg_terminate_backend")
+
+
+def _other_backends(admin: psycopg.Connection[Any]) -> list[int]:
+    rows = admin.execute(
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _submit(store: JobStore, account_id: str, **overrides: Any) -> Any:
+    fields: dict[str, Any] = {
+        "account_id": account_id,
+        "operation": "upscale",
+        "params": {"scale": 4},
+        "inputs": {"image": "in/1"},
+        "credits": 20,
+        "pipeline": ["upscale"],
+        "estimated_seconds": 5,
+    }
+    fields.update(overrides)
+    return store.submit(**fields)[0]
+
+
+def test_calls_succeed_after_every_connection_is_terminated(
+    pg_store: JobStore, admin: psycopg.Connection[Any]
+) -> None:
+    account = pg_store.create_account("acme", credits=100)
+    job = _submit(pg_store, account.id)
+    assert pg_store.claim("w1", 60) is not None
+    pg_store.wait_for_work(0.05)  # opens this thread's LISTEN connection
+
+    backends = _other_backends(admin)
+    assert len(backends) >= 2  # a pooled connection and the listener
+    _terminate(admin, backends)
+
+    pg_store.ping()
+    assert pg_store.get(job.id, account.id).status == "processing"
+    assert pg_store.heartbeat(job.id, "w1", 60, stage="upscale") is True
+    second = _submit(pg_store, account.id)
+    assert pg_store.complete(
+        job.id,
+        "w1",
+        output_key="out/1",
+        width=8,
+        height=8,
+        format="png",
+        processing_ms=1,
+        engines={"upscale": "lanczos"},
+        pipeline=["upscale"],
+        output_ttl_seconds=60,
+    )
+    assert pg_store.balance(account.id) == 60.0
+
+    # The lost LISTEN connection is replaced and wakes waiters again.
+    pg_store.wait_for_work(0.05)
+    returned = threading.Event()
+    waiter = threading.Thread(
+        target=lambda: (pg_store.wait_for_work(0.05), pg_store.wait_for_work(600), returned.set()),
+        daemon=True,
+    )
+    _terminate(admin, _other_backends(admin))
+    waiter.start()
+    claimed = pg_store.claim("w2", 60)
+    assert claimed is not None and claimed.id == second.id
+    _submit(pg_store, account.id)
+    assert returned.wait(60)
+
+
+def test_connection_lost_mid_transaction_is_retried_without_double_effects(
+    pg_store: JobStore, admin: psycopg.Connection[Any]
+) -> None:
+    account = pg_store.create_account("acme", credits=100)
+    armed = {"INSERT INTO ledger": True, "SKIP LOCKED": True}
+
+    def kill_once(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        for marker, pending in armed.items():
+            if pending and marker in statement:
+                armed[marker] = False
+                _terminate(admin, [conn.connection.dbapi_connection.info.backend_pid])
+
+    event.listen(pg_store.engine, "before_cursor_execute", kill_once)
+    # Killed after the job row was inserted, before its charge: the whole
+    # transaction rolled back and ran again.
+    job = _submit(pg_store, account.id)
+    # Killed while locking the candidate job: the claim ran again.
+    claimed = pg_store.claim("w1", 60)
+    event.remove(pg_store.engine, "before_cursor_execute", kill_once)
+
+    assert armed == {"INSERT INTO ledger": False, "SKIP LOCKED": False}
+    jobs, _ = pg_store.list_jobs(account.id)
+    assert [j.id for j in jobs] == [job.id]
+    assert claimed is not None and claimed.id == job.id and claimed.attempts == 1
+    with pg_store.engine.connect() as conn:
+        reasons = conn.execute(
+            select(ledger.c.reason).where(ledger.c.account_id == account.id)
+        ).scalars()
+        assert sorted(reasons) == ["charge", "grant"]
+    assert pg_store.balance(account.id) == 80.0
