@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 from lightbox.v1 import compositor_pb2, compositor_pb2_grpc
 
 from services.common import models
 from services.common.errors import ModelUnavailable
+from services.common.grpcutil import error_from_rpc
 
 # Presets that always need a generative model, whatever the prompt says.
 GENERATIVE_PRESETS = {"custom"}
@@ -52,12 +54,15 @@ class Availability:
     def _background_drawable(self, preset: str, prompt: str) -> bool:
         if preset in GENERATIVE_PRESETS and not prompt:
             return False
-        resolved = self._compositor.ResolveBackground(
-            compositor_pb2.ResolveBackgroundRequest(
-                preset="" if preset in GENERATIVE_PRESETS else preset, prompt=prompt
-            ),
-            timeout=10,
-        )
+        try:
+            resolved = self._compositor.ResolveBackground(
+                compositor_pb2.ResolveBackgroundRequest(
+                    preset="" if preset in GENERATIVE_PRESETS else preset, prompt=prompt
+                ),
+                timeout=10,
+            )
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from None
         return resolved.drawable
 
     def check(self, operation: str, params: dict[str, Any]) -> None:

@@ -60,6 +60,6 @@ def pg_stack(tmp_path_factory: pytest.TempPathFactory, pg_database_factory) -> I
     running.stack.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "pg"])
 def stack(request: pytest.FixtureRequest) -> RunningStack:
     return request.getfixturevalue(f"{request.param}_stack")
