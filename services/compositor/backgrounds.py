@@ -59,6 +59,14 @@ def grid(size: int) -> np.ndarray:
     return (np.arange(n, dtype=np.float32) - 0.5) * np.float32(SMOOTH_STEP) - 0.5
 
 
+def upsample_smooth(field: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A coarse float32 field sampled on `grid` -> float32 (height, width[, C])."""
+    n_y, n_x = field.shape[:2]
+    step = SMOOTH_STEP
+    full = cv2.resize(field, (n_x * step, n_y * step), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(full[step : step + height, step : step + width])
+
+
 def quantise_smooth(levels: np.ndarray, width: int, height: int) -> np.ndarray:
     """Coarse float32 (h, w, 3) levels on the 0..255 scale, sampled on `grid`,
     -> uint8 (height, width, 3): interpolated in fixed point and ordered-dithered,

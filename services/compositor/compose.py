@@ -160,6 +160,10 @@ def compose(
             alpha, (placement.left, placement.top), spec.shadow, spec.shadow_opacity
         ):
             darken(canvas, layer)
+        if spec.shadow.lift > 0:
+            # A floating subject rises above the spot where its shadow falls.
+            rise = round(spec.shadow.lift * max(placement.width, placement.height))
+            placement = replace(placement, top=placement.top - rise)
 
     if spec.detail_transfer:
         laid = _laid_out_source(source if source is not None else subject[:, :, :3], placement)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from services.common.errors import InvalidParameter
-from services.compositor import backgrounds
+from services.compositor import backgrounds, scenes
 from services.compositor.colors import RGB, lighten, to_hex
 
 WHITE: RGB = (255, 255, 255)
@@ -108,6 +109,27 @@ def _dark(w: int, h: int, bg: Background, seed: int) -> np.ndarray:
     )
 
 
+# Scenes are drawn at least this large and shrunk: their finest features (marble
+# hairlines, wood fibres) would alias into scribbles if drawn small directly.
+MIN_SCENE_SIDE = 1024
+
+
+def _at_least(w: int, h: int, draw: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    up = MIN_SCENE_SIDE / max(w, h)
+    if up <= 1:
+        return draw(w, h)
+    big = draw(max(1, round(w * up)), max(1, round(h * up)))
+    return cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _scene(draw: Callable[[int, int, int], np.ndarray]) -> Drawer:
+    return lambda w, h, bg, seed: _at_least(w, h, lambda sw, sh: draw(sw, sh, seed))
+
+
+def _paper(w: int, h: int, bg: Background, seed: int) -> np.ndarray:
+    return scenes.draw_paper(w, h, seed, bg.colors[0] if bg.colors else None)
+
+
 PRESETS: dict[str, Preset] = {
     "white-studio": Preset("pure white #ffffff; the shadow is the only non-white pixel", _white),
     "gradient-light": Preset("white fading to light grey, top to bottom", _gradient_light),
@@ -123,6 +145,22 @@ PRESETS: dict[str, Preset] = {
     ),
     "radial-gradient": Preset(
         "radial gradient from the centre outwards ('radial white to grey')", _radial, (1, 2)
+    ),
+    "marble": Preset(
+        "veined white marble table top, shallow depth of field", _scene(scenes.draw_marble)
+    ),
+    "wood": Preset(
+        "wooden table top of long planks (oak, walnut, ash or teak by seed)",
+        _scene(scenes.draw_wood),
+    ),
+    "concrete": Preset(
+        "smooth poured concrete with mottling and pores", _scene(scenes.draw_concrete)
+    ),
+    "paper": Preset(
+        "pastel seamless paper backdrop (colour optional, else by seed)", _paper, (0, 1)
+    ),
+    "outdoor": Preset(
+        "outdoors: sunlit foliage bokeh above a stone ledge", _scene(scenes.draw_outdoor)
     ),
 }
 

@@ -37,13 +37,23 @@ class ShadowStyle:
     shear: float = 0.0  # sideways travel of the silhouette's top, per unit height
     taper: float = 1.0  # width of the far end vs the base (perspective)
     spread: float = 1.0  # width of the shadow vs the subject
-    gap: float = 0.0  # the shadow sits this far below the base (floating subject)
+    gap: float = 0.0  # the shadow sits this far below the base
+    lift: float = 0.0  # the subject is raised this far above its place (floating)
     contact: float = 0.0  # opacity of the contact shadow; 0 = not grounded
 
 
 SHADOW_STYLES: dict[str, ShadowStyle | None] = {
     "soft": ShadowStyle(opacity=0.42, blur=0.03, offset=(0.0, 0.018), squash=0.96, contact=0.5),
-    "hard": ShadowStyle(opacity=0.5, blur=0.003, offset=(0.045, 0.03), contact=0.45),
+    "hard": ShadowStyle(
+        opacity=0.5,
+        blur=0.0025,
+        far_blur=0.006,
+        far_fade=0.2,
+        squash=0.5,
+        shear=-0.6,
+        taper=0.92,
+        contact=0.45,
+    ),
     "natural": ShadowStyle(
         opacity=0.55,
         blur=0.008,
@@ -55,7 +65,7 @@ SHADOW_STYLES: dict[str, ShadowStyle | None] = {
         contact=0.55,
     ),
     "floating": ShadowStyle(
-        opacity=0.38, blur=0.045, squash=0.07, spread=0.8, gap=0.09, contact=0.0
+        opacity=0.4, blur=0.04, squash=0.07, spread=0.8, gap=0.01, lift=0.08, contact=0.0
     ),
     "none": None,
 }
