@@ -147,7 +147,8 @@ def _rgb(*v: float) -> np.ndarray:
 def _plain_backdrop(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     """A light paper sweep: warm grey, lit from the upper left, falling off to the
     corners, with faint mottling."""
-    base = _rgb(224, 220, 211) + rng.uniform(-6, 6, 3).astype(np.float32) / 255.0
+    tone = np.float32(rng.uniform(-8, 8)) + np.float32([0.0, 0.0, rng.uniform(-5, 2)])
+    base = (np.float32([222, 219, 212]) + tone) / 255.0
     u = c.x / c.w - 0.35
     v = c.y / c.h - 0.3
     light = 1.04 - 0.10 * np.sqrt(u * u + v * v)
@@ -158,53 +159,69 @@ def _plain_backdrop(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     return base[None, None, :] * (light * vignette * mottle)[..., None]
 
 
+def _wood_texture(rng: np.random.Generator, th: int, tw: int, planks: int) -> np.ndarray:
+    """Flat (unprojected) table top, planks running along x: float HxWx3."""
+    ys, xs = np.mgrid[0:th, 0:tw].astype(np.float32)
+    plank_h = th / planks
+    idx = np.minimum((ys / plank_h).astype(np.int32), planks - 1)
+    in_plank = ys / plank_h - idx
+    tones = rng.uniform(-0.07, 0.07, planks).astype(np.float32)
+    freqs = rng.uniform(7.0, 14.0, planks).astype(np.float32)
+    offsets = rng.uniform(0, 1, planks).astype(np.float32)
+    # Growth rings cross a flat-sawn board as long lines that wander slowly along the
+    # board and bunch up here and there: a phase warped by noise that changes much
+    # faster across the board than along it.
+    slow = _noise(rng, th, tw, planks * 3, 4) * 0.9
+    mid = _noise(rng, th, tw, planks * 8, 14) * 0.18
+    phase = in_plank * freqs[idx] + offsets[idx] + slow + mid
+    for _ in range(3):
+        kx, ky = rng.uniform(0.05, 0.95) * tw, rng.uniform(0.0, 1.0) * th
+        kr = rng.uniform(0.010, 0.018) * th
+        d2 = ((xs - kx) / (3.5 * kr)) ** 2 + ((ys - ky) / kr) ** 2
+        phase += 1.6 * np.exp(-d2 * 0.5)
+    rings = (0.5 + 0.5 * np.cos(2 * np.pi * phase)) ** 6
+    late = (0.5 + 0.5 * np.cos(2 * np.pi * phase)) ** 1.5
+    fibre = _noise(rng, th, tw, th // 2, tw // 40) * 0.6 + _noise(rng, th, tw, th, tw // 12) * 0.4
+
+    light_wood = _rgb(184, 132, 86)
+    dark_wood = _rgb(104, 64, 36)
+    t = np.clip(0.12 + 0.25 * late + 0.45 * rings + 0.07 * fibre + tones[idx], 0.0, 1.0)
+    col = light_wood * (1.0 - t[..., None]) + dark_wood * t[..., None]
+    # Seams: a dark gap with a lit bevel on the edge facing the light.
+    d = in_plank * plank_h
+    seam = np.exp(-((d / 1.6) ** 2)) + np.exp(-(((plank_h - d) / 1.2) ** 2))
+    bevel = np.exp(-(((d - 4.0) / 2.0) ** 2))
+    return col * ((1.0 - 0.6 * seam) * (1.0 + 0.05 * bevel))[..., None]
+
+
 def _wood_backdrop(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     """A wooden table top seen from slightly above: planks running left-right,
-    foreshortened toward the back, each with its own tone and grain."""
+    foreshortened toward the back, lit by a window on the left."""
     h, w = c.h, c.w
+    th, tw = 2 * h, 2 * w
+    tex = _wood_texture(rng, th, tw, planks=7)
+    # Ground-plane perspective: image row y sees depth ~ 1/(y/h + k). Far rows (top)
+    # squeeze both the board widths and the lengths.
+    k = 1.0
     yn = c.y / h
-    # Perspective: rows near the top are farther away, so texture compresses there.
-    depth = 1.0 / (0.55 + 0.9 * yn)
-    v = (1.0 / depth) * h * 1.3  # texture row coordinate, grows faster near the camera
-    u = (c.x - w / 2) * (0.55 + 0.9 * yn) / 1.2 + w / 2
-
-    plank_h = 0.19 * h
-    plank = np.floor(v / plank_h)
-    in_plank = v / plank_h - plank
-    n_planks = int(plank.max()) + 2
-    tones = rng.uniform(-0.10, 0.10, n_planks).astype(np.float32)
-    phases = rng.uniform(0, 50, n_planks).astype(np.float32)
-    pidx = plank.astype(np.int32)
-
-    warp = _fbm(rng, h, w, 3) * 0.9 + _noise(rng, h, w, 6, 2) * 0.6
-    # Grain lines are stretched along the plank (x) and tight across it (y).
-    rings = np.sin((in_plank * 9.0 + phases[pidx] + warp * 3.0 + u / w * 1.7) * np.pi * 2.0)
-    grain = 0.5 + 0.5 * rings
-    grain = grain**2.2
-    fibres = _noise(rng, h, w, int(h / 3), 8) * 0.5 + _noise(rng, h, w, int(h / 1.5), 16) * 0.3
-    knots = np.zeros((h, w), np.float32)
-    for _ in range(2):
-        kx, ky = rng.uniform(0.1, 0.9) * w, rng.uniform(0.15, 0.95) * h
-        r = rng.uniform(0.012, 0.02) * c.s
-        d = np.sqrt(((c.x - kx) / 2.2) ** 2 + (c.y - ky) ** 2) / r
-        knots += np.exp(-(d**2)) * 0.8
-
-    light_wood = _rgb(176, 124, 80)
-    dark_wood = _rgb(112, 70, 40)
-    t = np.clip(0.55 * grain + 0.12 * fibres + knots + tones[pidx] + 0.15, 0.0, 1.0)
-    col = light_wood[None, None, :] * (1.0 - t[..., None]) + dark_wood[None, None, :] * t[..., None]
-    # Seams between planks: a dark gap with a lighter bevel just below it.
-    gap_px = plank_h * np.float32(0.012) / depth
-    dist_seam = in_plank * plank_h
-    seam = np.exp(-((dist_seam / np.maximum(gap_px, 0.6)) ** 2))
-    bevel = np.exp(-(((dist_seam - 2.5 * gap_px) / np.maximum(gap_px * 1.5, 0.8)) ** 2))
-    shade = (1.0 - 0.55 * seam) * (1.0 + 0.06 * bevel)
-    # Lit from the upper left; the far edge falls off into the dark like a real room.
-    light = 1.08 - 0.18 * np.sqrt((c.x / w - 0.3) ** 2 + (yn - 0.35) ** 2)
-    light *= 0.82 + 0.18 * _smoothstep(0.0, 0.35, yn)
-    # A satin finish: a broad soft reflection of the window.
-    sheen = 0.06 * np.exp(-(((c.x / w - 0.3) / 0.25) ** 2 + ((yn - 0.45) / 0.2) ** 2))
-    return col * (shade * light)[..., None] + sheen[..., None]
+    inv = 1.0 / (yn + k)
+    tv = (1.0 / k - inv) / (1.0 / k - 1.0 / (1.0 + k))  # 0 at the top, 1 at the bottom
+    map_y = (0.04 + tv * 0.9) * th
+    map_x = (c.x / w - 0.5) * (inv / (1.0 / (0.5 + k))) * 0.6 * tw + tw / 2
+    # The far part is minified up to ~3x: blur the texture first so it doesn't alias.
+    tex = cv2.GaussianBlur(tex, (0, 0), 1.0)
+    wood = cv2.remap(
+        tex,
+        map_x.astype(np.float32),
+        map_y.astype(np.float32),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    light = 1.08 - 0.2 * np.sqrt((c.x / w - 0.25) ** 2 + (yn - 0.4) ** 2)
+    light *= 0.8 + 0.2 * _smoothstep(0.0, 0.4, yn)
+    # Satin finish: a broad soft reflection of the window.
+    sheen = 0.07 * np.exp(-(((c.x / w - 0.25) / 0.22) ** 2 + ((yn - 0.35) / 0.15) ** 2))
+    return wood * light[..., None] + sheen[..., None]
 
 
 def _cast_shadow(
@@ -282,19 +299,29 @@ def _bottle(
     hl = np.exp(-(((nx + 0.55) / 0.07) ** 2)) * 0.85 + np.exp(-(((nx - 0.78) / 0.04) ** 2)) * 0.35
     hl = hl * _smoothstep(base, base - 0.05 * s, y) * (1 - is_cap)
     body = body + hl[..., None] * np.float32(0.95)
-    # Paper label around the body.
+    # Paper label wrapped around the body: printed flat, then projected onto the
+    # cylinder (the column seen at nx sits at arc angle asin(nx)).
     lab_top, lab_bot = body_top + 0.07 * s, base - 0.07 * s
-    is_label = (y > lab_top) & (y < lab_bot)
+    is_label = (y > lab_top) & (y < lab_bot) & (np.abs(c.x - cx) < r + 1)
+    art_h, art_w = 360, 560
+    art = np.empty((art_h, art_w, 3), np.float32)
+    art[:] = _rgb(238, 232, 214)
+    cream, red, ink = _rgb(238, 232, 214), _rgb(150, 30, 28), _rgb(40, 34, 30)
+    cv2.rectangle(art, (0, 150), (art_w, 196), tuple(red.tolist()), -1)
+    cv2.rectangle(art, (14, 14), (art_w - 14, art_h - 14), tuple(ink.tolist()), 2, cv2.LINE_AA)
+    font = cv2.FONT_HERSHEY_TRIPLEX
+    cv2.putText(art, "NORTHWIND", (96, 118), font, 1.9, tuple(ink.tolist()), 3, cv2.LINE_AA)
+    cv2.putText(art, "MALT VINEGAR", (150, 184), font, 1.0, tuple(cream.tolist()), 2, cv2.LINE_AA)
+    cv2.putText(art, "EST. 1921", (205, 262), font, 0.9, tuple(ink.tolist()), 1, cv2.LINE_AA)
+    cv2.putText(art, "500 ml", (228, 318), font, 0.8, tuple(ink.tolist()), 1, cv2.LINE_AA)
+    arc = np.arcsin(np.clip((c.x - cx) / body_r, -1, 1)) / np.pi  # -0.5 .. 0.5
+    map_x = (arc + 0.5) * art_w
+    map_y = (y - lab_top) / (lab_bot - lab_top) * art_h
+    printed = cv2.remap(
+        art, map_x, map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     lab_shade = 0.35 + 0.65 * np.clip(nz * 0.8 + (-nx) * 0.35, 0, 1)
-    label = _rgb(238, 232, 214)[None, None, :] * lab_shade[..., None]
-    band = (y > lab_top + 0.1 * s) & (y < lab_top + 0.135 * s)
-    label = np.where(
-        band[..., None], _rgb(150, 30, 28)[None, None, :] * lab_shade[..., None], label
-    )
-    ring = np.abs(np.abs(nx) - 0.3) < 0.015
-    label = np.where(
-        (ring & (y > lab_top + 0.16 * s) & (y < lab_bot - 0.04 * s))[..., None], label * 0.55, label
-    )
+    label = printed * lab_shade[..., None]
     col = np.where(is_label[..., None], label, body)
     # Brushed metal cap with vertical ridges.
     ridges = 0.85 + 0.15 * np.sin(nx * 60.0)
@@ -348,7 +375,11 @@ def _box(
     cv2.putText(art, "warm white  2700K", (60, int(lh * 0.95)), font, 1.3, ink, 2, cv2.LINE_AA)
     src = np.float32([[0, 0], [lw, 0], [lw, lh], [0, lh]])
     front = cv2.warpPerspective(
-        art, cv2.getPerspectiveTransform(src, f), (c.w, c.h), flags=cv2.INTER_AREA
+        art,
+        cv2.getPerspectiveTransform(src, f),
+        (c.w, c.h),
+        flags=cv2.INTER_AREA,
+        borderMode=cv2.BORDER_REPLICATE,
     )
 
     sw, sh = 200, lh
@@ -363,6 +394,7 @@ def _box(
         cv2.getPerspectiveTransform(np.float32([[0, 0], [sw, 0], [sw, sh], [0, sh]]), side),
         (c.w, c.h),
         flags=cv2.INTER_AREA,
+        borderMode=cv2.BORDER_REPLICATE,
     )
     top_art = np.empty((100, lw, 3), np.float32)
     top_art[:] = _rgb(34, 96, 152)
@@ -371,6 +403,7 @@ def _box(
         cv2.getPerspectiveTransform(np.float32([[0, 100], [0, 0], [lw, 0], [lw, 100]]), top),
         (c.w, c.h),
         flags=cv2.INTER_AREA,
+        borderMode=cv2.BORDER_REPLICATE,
     )
 
     m_front = _poly_cover(c, f)
@@ -400,6 +433,11 @@ def _box(
     # creases are not darker or brighter than the faces.
     faces = np.clip(m_front + m_side + m_top, 0, 1)
     col = col / np.maximum(faces, 1e-6)[..., None] * (alpha > 0)[..., None]
+    # Cut cardboard edges are slightly rounded and turn away from the light, so the
+    # outline of a real carton reads as a thin darker line, even white on white.
+    inner = cv2.erode((alpha > 0.999).astype(np.uint8), np.ones((3, 3), np.uint8))
+    rim = cv2.GaussianBlur(1.0 - inner.astype(np.float32), (0, 0), 0.8) * (alpha > 0)
+    col = col * (1.0 - 0.28 * rim)[..., None]
     return np.clip(col, 0, 1.2), alpha, (cx + dx * 0.3, base, (fw + dx) / 2)
 
 

@@ -44,6 +44,17 @@ class MattingParams:
     # Lightness weight in the seed distance: shadows change lightness, not colour.
     lightness_weight: float = 0.35
     grabcut_iterations: int = 5
+    # Crisp-edge recovery (see `recover_enclosed`): an edge is a gradient above
+    # edge_factor x the border's 99th percentile gradient, and at least edge_min.
+    edge_factor: float = 3.0
+    edge_min: float = 12.0
+    # A backdrop-coloured region fenced off by crisp edges becomes product when at least
+    # this fraction of its outline runs along open backdrop (a real hole, like a mug
+    # handle's, is surrounded by product instead).
+    enclosed_outside_frac: float = 0.2
+    # ... and when it is thick enough (inscribed radius, fraction of the work image's
+    # long side): thinner fenced pockets are contact shadows hugging the base.
+    enclosed_min_radius: float = 0.025
     # Connected product regions smaller than this fraction of the largest are dropped
     # (specks of grain or dust), and backdrop holes smaller than it are filled.
     min_region_frac: float = 0.002
@@ -159,7 +170,66 @@ def segment(image: np.ndarray, params: MattingParams) -> np.ndarray:
     fgd = np.zeros((1, 65), np.float64)
     cv2.grabCut(image, gc, None, bgd, fgd, params.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
     mask = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
-    return clean_regions(mask, params.min_region_frac)
+    mask = clean_regions(mask, params.min_region_frac)
+    if mask.any():
+        mask = recover_enclosed(lab, mask, is_border, params)
+    return mask
+
+
+def recover_enclosed(
+    lab: np.ndarray, mask: np.ndarray, is_border: np.ndarray, params: MattingParams
+) -> np.ndarray:
+    """Give back to the product the backdrop-coloured parts of it (a white panel on a
+    white sweep) that colour alone cannot tell from a shadow.
+
+    What separates them is the edge: a shadow fades out, an object's outline is crisp.
+    Cut the backdrop along crisp edges; a thick piece that no longer reaches the image
+    border and whose outline runs partly along open backdrop (not only along the
+    product, as a real hole's does) is product."""
+    blurred = cv2.GaussianBlur(lab, (0, 0), 0.7)
+    gx = cv2.Sobel(blurred, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(blurred, cv2.CV_32F, 0, 1)
+    grad = np.sqrt((gx * gx + gy * gy).sum(axis=2))
+    threshold = max(params.edge_factor * float(np.percentile(grad[is_border], 99)), params.edge_min)
+    # Thicken edges so a short faint stretch (where a contact shadow meets a
+    # corner) does not leave a gap for the backdrop to leak through.
+    edges = cv2.dilate((grad > threshold).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    # Open backdrop: reachable from the border without crossing product or an edge,
+    # then grown over the outer half of the edge lines it stopped at.
+    open_bg = (~mask & ~edges).astype(np.uint8)
+    n, labels = cv2.connectedComponents(open_bg, connectivity=4)
+    reached = np.unique(labels[is_border & (open_bg > 0)])
+    outside = np.isin(labels, reached[reached > 0]).astype(np.uint8)
+    outside = cv2.dilate(outside, np.ones((3, 3), np.uint8), iterations=5).astype(bool) & ~mask
+    # What is left is fenced off: real holes and backdrop-coloured product parts
+    # (and, thin enough to be told apart, pockets between a product's base and its
+    # contact shadow).
+    fenced = (~mask & ~outside).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fenced, connectivity=8)
+    to_product = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
+    # Outline points this close to the product run along it (about an edge line's width).
+    reach = 4.0
+    min_area = params.min_region_frac * mask.size
+    result = mask.copy()
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] < min_area:
+            continue
+        x, y = stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_TOP]
+        bw, bh = stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]
+        piece = (labels[y : y + bh, x : x + bw] == i).astype(np.uint8)
+        # The outer outline only: print inside a panel (its own holes) says nothing
+        # about what surrounds it.
+        contours, _ = cv2.findContours(piece, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        pts = np.concatenate([c.reshape(-1, 2) for c in contours]) + (x, y)
+        along_product = float((to_product[pts[:, 1], pts[:, 0]] <= reach).mean())
+        filled = np.zeros((bh + 2, bw + 2), np.uint8)
+        cv2.drawContours(filled, contours, -1, 1, thickness=-1, offset=(1, 1))
+        radius = float(cv2.distanceTransform(filled, cv2.DIST_L2, 3).max())
+        if radius < params.enclosed_min_radius * max(mask.shape):
+            continue
+        if along_product < 1.0 - params.enclosed_outside_frac:
+            result[y : y + bh, x : x + bw] |= piece.astype(bool)
+    return result
 
 
 def clean_regions(mask: np.ndarray, min_frac: float) -> np.ndarray:
