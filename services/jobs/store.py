@@ -647,6 +647,10 @@ class JobStore:
             now = self._clock()
             capped_accounts: set[str] = set()
             for _ in range(MAX_CLAIM_CANDIDATES):
+                # Per candidate, so that passing over a capped account rolls back
+                # to here and releases its row locks: a claim never holds one
+                # account's lock while waiting for another's.
+                savepoint = conn.begin_nested()
                 query = (
                     select(jobs)
                     .where(_runnable(now))
@@ -658,6 +662,7 @@ class JobStore:
                     query = query.where(jobs.c.account_id.not_in(capped_accounts))
                 row = conn.execute(query).first()
                 if row is None:
+                    savepoint.rollback()
                     return None
                 attempt_errors = list(row.attempt_errors)
                 if row.status == STATUS_PROCESSING:
@@ -671,11 +676,13 @@ class JobStore:
                     )
                     if row.attempts >= row.max_attempts:
                         self._finish_expired(conn, row, attempt_errors, now)
+                        savepoint.commit()
                         continue
                 account = self._lock_account(conn, row.account_id)
                 if self._alive_leases(conn, row.account_id, now, exclude=row.id) >= (
                     account.max_concurrent_jobs
                 ):
+                    savepoint.rollback()
                     capped_accounts.add(row.account_id)
                     continue
                 changed = conn.execute(
@@ -695,6 +702,7 @@ class JobStore:
                         attempt_errors=attempt_errors,
                     )
                 ).rowcount
+                savepoint.commit()
                 if changed == 1:
                     return self._load_job(conn, row.id)
             return None

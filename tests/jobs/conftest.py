@@ -1,9 +1,11 @@
 """Fixtures for the jobs store: every store test runs on SQLite and on PostgreSQL.
 
 PostgreSQL: a fresh database `lightbox_test_<random>` is created on the server at
-LIGHTBOX_TEST_POSTGRES_URL (default postgres@127.0.0.1:5432) once per session,
-migrated, emptied before each test and dropped at the end. Without a reachable
-server the PostgreSQL cases are skipped, except under CI=true, where they fail.
+LIGHTBOX_TEST_PG (the suite-wide setting; default postgres@127.0.0.1:5432) once per
+session, migrated, emptied before each test and dropped at the end. Without a
+reachable server the PostgreSQL cases are skipped, except under CI=true, where
+they fail. Fixture names are prefixed `store_pg_` so that they do not shadow the
+suite-wide PostgreSQL fixtures of tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ from sqlalchemy.engine import make_url
 
 from services.jobs.store import JobStore
 
-PG_SERVER_URL = os.environ.get(
-    "LIGHTBOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+PG_SERVER_URL = os.environ.get("LIGHTBOX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 _TABLES = "idempotency_keys, ledger, jobs, api_keys, accounts"
 
 
@@ -48,11 +48,15 @@ def _libpq_url(url: str) -> str:
 
 
 def _with_database(url: str, database: str) -> str:
-    return make_url(url).set(database=database).render_as_string(hide_password=False)
+    return (
+        make_url(url)
+        .set(drivername="postgresql+psycopg", database=database)
+        .render_as_string(hide_password=False)
+    )
 
 
 @pytest.fixture(scope="session")
-def pg_server_url() -> str:
+def store_pg_server_url() -> str:
     """The PostgreSQL server's maintenance-database URL, or skip (fail under CI)."""
     try:
         psycopg.connect(_libpq_url(PG_SERVER_URL), connect_timeout=3).close()
@@ -60,32 +64,32 @@ def pg_server_url() -> str:
         message = f"PostgreSQL not reachable at {make_url(PG_SERVER_URL)!r}: {exc}"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"{message} (CI is set: the PostgreSQL tests must run)")
-        pytest.skip(f"{message}; set LIGHTBOX_TEST_POSTGRES_URL to run the PostgreSQL cases")
+        pytest.skip(f"{message}; set LIGHTBOX_TEST_PG to run the PostgreSQL cases")
     return PG_SERVER_URL
 
 
 @pytest.fixture(scope="session")
-def pg_database_factory(pg_server_url: str) -> Iterator[Callable[[], str]]:
+def store_pg_database_factory(store_pg_server_url: str) -> Iterator[Callable[[], str]]:
     """Creates empty databases on demand; drops every one at the end of the session."""
     created: list[str] = []
 
     def create() -> str:
         name = f"lightbox_test_{secrets.token_hex(6)}"
-        with psycopg.connect(_libpq_url(pg_server_url), autocommit=True) as admin:
+        with psycopg.connect(_libpq_url(store_pg_server_url), autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
         created.append(name)
-        return _with_database(pg_server_url, name)
+        return _with_database(store_pg_server_url, name)
 
     yield create
-    with psycopg.connect(_libpq_url(pg_server_url), autocommit=True) as admin:
+    with psycopg.connect(_libpq_url(store_pg_server_url), autocommit=True) as admin:
         for name in created:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
-def pg_database_url(pg_database_factory: Callable[[], str]) -> str:
+def store_pg_database_url(store_pg_database_factory: Callable[[], str]) -> str:
     """The session's migrated PostgreSQL database."""
-    url = pg_database_factory()
+    url = store_pg_database_factory()
     store = JobStore(url)
     store.migrate()
     store.close()
@@ -101,16 +105,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         store.migrate()
         store.close()
         return url
-    url: str = request.getfixturevalue("pg_url")
+    url: str = request.getfixturevalue("store_pg_url")
     return url
 
 
 @pytest.fixture
-def pg_url(pg_database_url: str) -> str:
+def store_pg_url(store_pg_database_url: str) -> str:
     """The session's PostgreSQL database, emptied for this test."""
-    with psycopg.connect(_libpq_url(pg_database_url), autocommit=True) as conn:
+    with psycopg.connect(_libpq_url(store_pg_database_url), autocommit=True) as conn:
         conn.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
-    return pg_database_url
+    return store_pg_database_url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -118,7 +122,7 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     """A database of each backend with no schema at all."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('emptydb') / 'jobs.db'}"
-    factory: Callable[[], str] = request.getfixturevalue("pg_database_factory")
+    factory: Callable[[], str] = request.getfixturevalue("store_pg_database_factory")
     return factory()
 
 

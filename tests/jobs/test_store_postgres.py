@@ -20,15 +20,17 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def admin(pg_url: str) -> Iterator[psycopg.Connection[Any]]:
-    conninfo = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+def admin(store_pg_url: str) -> Iterator[psycopg.Connection[Any]]:
+    conninfo = (
+        make_url(store_pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
     with psycopg.connect(conninfo, autocommit=True) as conn:
         yield conn
 
 
 @pytest.fixture
-def pg_store(pg_url: str) -> Iterator[JobStore]:
-    store = JobStore(pg_url)
+def pg_store(store_pg_url: str) -> Iterator[JobStore]:
+    store = JobStore(store_pg_url)
     yield store
     store.close()
 

@@ -121,3 +121,31 @@ def test_processes_and_threads_never_claim_a_job_twice_on_sqlite(tmp_path: Path)
             if p.is_alive():
                 p.kill()
         store.close()
+
+
+def test_concurrent_claims_respect_each_accounts_cap(db_url: str) -> None:
+    store = JobStore(db_url)
+    cap = 2
+    try:
+        accounts = [
+            store.create_account(f"capped-{i}", credits=100, max_concurrent_jobs=cap)
+            for i in range(3)
+        ]
+        for _ in range(6):
+            for account in accounts:
+                store.submit(
+                    account_id=account.id,
+                    operation="upscale",
+                    params={},
+                    inputs={"image": "in/x"},
+                    credits=1,
+                    pipeline=["upscale"],
+                    estimated_seconds=1,
+                )
+        claims = _claim_in_threads(store, threading.Barrier(THREADS))
+        claimed = [store.get(job_id) for ids in claims.values() for job_id in ids]
+        per_account = Counter(job.account_id for job in claimed)
+        assert per_account == {account.id: cap for account in accounts}
+        assert store.queue_depth() == 3 * 6 - 3 * cap
+    finally:
+        store.close()
