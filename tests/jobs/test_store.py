@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -102,31 +103,34 @@ def test_migrate_from_empty_then_again_matches_models(empty_db_url: str) -> None
         store.close()
 
 
-def test_concurrent_migrations_from_empty_all_succeed(empty_db_url: str) -> None:
-    # The jobs API and the workers all migrate when they start.
-    errors: list[BaseException] = []
-    stores = [JobStore(empty_db_url) for _ in range(3)]
-    barrier = threading.Barrier(len(stores))
-
-    def run(store: JobStore) -> None:
-        barrier.wait()
-        try:
-            store.migrate()
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+def _migrate_in_process(url: str, start: Any) -> None:
+    store = JobStore(url)
     try:
-        assert errors == []
-        with stores[0].engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+        start.wait()
+        store.migrate()
     finally:
-        for s in stores:
-            s.close()
+        store.close()
+
+
+def test_concurrent_migrations_from_empty_all_succeed(empty_db_url: str) -> None:
+    # The jobs API and every worker process migrate when they start.
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(3)
+    processes = [
+        context.Process(target=_migrate_in_process, args=(empty_db_url, start)) for _ in range(3)
+    ]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0, 0, 0]
+    store = JobStore(empty_db_url)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+        assert store.create_account("works").name == "works"
+    finally:
+        store.close()
 
 
 def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path: Any) -> None:
