@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -38,6 +39,7 @@ class Stack:
     # Where children's output goes: our stdout (interactive) or a log file (tests).
     log_path: Path | None = None
     children: list[Child] = field(default_factory=list)
+    _log_file: Any = None
 
     @property
     def base_url(self) -> str:
@@ -91,20 +93,38 @@ class Stack:
             Child("worker", [py, "-m", "services.cli", "serve", "worker"], env),
             Child("gateway", [py, "-m", "services.cli", "serve", "gateway"], env),
         ]
-        log_file = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
-        width = max(len(c.name) for c in self.children)
+        self._log_file = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         for child in self.children:
-            child.process = subprocess.Popen(
-                child.command,
-                env=child.env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            child.log_thread = threading.Thread(
-                target=_pump, args=(child, width, log_file), daemon=True
-            )
-            child.log_thread.start()
+            self._spawn(child)
+
+    def _spawn(self, child: Child) -> None:
+        width = max(len(c.name) for c in self.children)
+        child.process = subprocess.Popen(
+            child.command,
+            env=child.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        child.log_thread = threading.Thread(
+            target=_pump, args=(child, width, self._log_file), daemon=True
+        )
+        child.log_thread.start()
+
+    def kill(self, name: str) -> None:
+        """Stop one process (SIGTERM, then SIGKILL) and wait for it."""
+        child = self.child(name)
+        if child.process and child.process.poll() is None:
+            os.killpg(child.process.pid, signal.SIGTERM)
+            try:
+                child.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait()
+
+    def restart(self, name: str) -> None:
+        self.kill(name)
+        self._spawn(self.child(name))
 
     def dead(self) -> list[str]:
         return [c.name for c in self.children if c.process and c.process.poll() is not None]

@@ -286,3 +286,18 @@ def test_readyz_reports_every_dependency(stack: RunningStack) -> None:
         "jobs": "ok", "database": "ok", "compositor": "ok", "triton": "ok", "storage": "ok"
     }
     assert requests.get(f"{stack.url}/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_is_503_while_a_dependency_is_down(sqlite_stack: RunningStack) -> None:
+    stack = sqlite_stack
+    stack.stack.kill("compositor")
+    try:
+        r = requests.get(f"{stack.url}/readyz", timeout=10)
+        assert r.status_code == 503
+        assert r.json()["checks"]["compositor"] == "unavailable"
+        assert r.json()["checks"]["jobs"] == "ok"
+        assert requests.get(f"{stack.url}/healthz").status_code == 200
+    finally:
+        stack.stack.restart("compositor")
+        stack.stack.wait_ready(timeout=60)
+    assert requests.get(f"{stack.url}/readyz").status_code == 200
