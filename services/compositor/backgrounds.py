@@ -181,7 +181,8 @@ def sweep_shading(
     r = radial_distance(width, height, (0.5, horizon - 0.1), 0.7)
     shade = rows[:, None] * (1.0 + hotspot * (1.0 - smoothstep(0.0, 0.6, r)))
     shade *= 1.0 - vignette * smoothstep(0.35, 1.05, r)
-    return shade
+    # The brightest spot (the hotspot on the curve) is the sweep's own colour.
+    return shade / np.float32(1.0 + hotspot)
 
 
 def studio_sweep(

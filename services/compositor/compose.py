@@ -155,14 +155,15 @@ def compose(
     placed = render_subject(region, local)
 
     if spec.shadow is not None:
+        # A floating subject hovers above the spot where its shadow falls: PLACE
+        # raises the subject, KEEP (whose subject never moves) lowers the shadow.
+        rise = round(spec.shadow.lift * max(placement.width, placement.height))
+        keep_mode = spec.layout.mode is Mode.KEEP
+        origin = (placement.left, placement.top + (rise if keep_mode else 0))
         alpha = np.ascontiguousarray(placed[:, :, 3])
-        for layer in cast_shadows(
-            alpha, (placement.left, placement.top), spec.shadow, spec.shadow_opacity
-        ):
+        for layer in cast_shadows(alpha, origin, spec.shadow, spec.shadow_opacity):
             darken(canvas, layer)
-        if spec.shadow.lift > 0:
-            # A floating subject rises above the spot where its shadow falls.
-            rise = round(spec.shadow.lift * max(placement.width, placement.height))
+        if rise and not keep_mode:
             placement = replace(placement, top=placement.top - rise)
 
     if spec.detail_transfer:

@@ -19,8 +19,8 @@ from services.compositor.colors import RGB, lighten, to_hex
 
 WHITE: RGB = (255, 255, 255)
 LIGHT_GREY: RGB = (222, 222, 222)
-SWEEP_GREY: RGB = (236, 236, 234)
-DARK_STUDIO: RGB = (58, 58, 62)
+SWEEP_GREY: RGB = (246, 246, 244)
+DARK_STUDIO: RGB = (88, 88, 94)
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ class Background:
         hexes = [to_hex(c) for c in self.colors]
         if self.preset == "solid":
             return f"solid {hexes[0]}"
-        if self.preset == "gradient":
-            return f"linear gradient {hexes[0]} -> {hexes[1]}"
-        if self.preset == "radial-gradient":
-            return f"radial gradient {hexes[0]} -> {hexes[1]}"
+        if self.preset in ("gradient", "radial-gradient"):
+            start, end = (to_hex(c) for c in _two(self.colors))
+            kind = "linear" if self.preset == "gradient" else "radial"
+            return f"{kind} gradient {start} -> {end}"
         if hexes:
             return f"{PRESETS[self.preset].description} ({', '.join(hexes)})"
         return PRESETS[self.preset].description

@@ -18,6 +18,8 @@ from services.compositor.shadows import ShadowLayer
 WORK_SIDE = 512
 # Darkening below this share is backdrop texture or noise, not shadow.
 THRESHOLD = 0.04
+# Estimated darkness below this (after weighting) is dropped entirely.
+FLOOR = 0.015
 # The envelope window and the reach of the shadow, as shares of the subject's extent.
 ENVELOPE = 0.5
 REACH = 0.75
@@ -53,6 +55,8 @@ def estimate_cast_shadow(source: np.ndarray, alpha: np.ndarray) -> ShadowLayer |
     distance = cv2.distanceTransform((subject == 0).astype(np.uint8), cv2.DIST_L2, 5)
     darkening *= np.clip(1.0 - distance / (REACH * extent), 0.0, 1.0)
     darkening = cv2.GaussianBlur(darkening, (0, 0), 1.0)
+    # Faint leftovers would put 254s on a pure white background; drop them.
+    darkening = np.clip((darkening - FLOOR) / (1.0 - FLOOR), 0.0, 1.0)
     darkness = cv2.resize(
         np.rint(darkening * 255.0).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR
     )
