@@ -186,11 +186,21 @@ def wait_ready(
                     f"ready on {grpc_addr}; log tail:\n{log_tail(log_path)}"
                 )
             try:
-                if client.is_server_ready(client_timeout=2.0) and all(
-                    client.is_model_ready(m, client_timeout=2.0) for m in models
-                ):
-                    return
-                last_error = "server answered but is not ready"
+                if client.is_server_ready(client_timeout=2.0):
+                    pending = [
+                        m for m in models if not client.is_model_ready(m, client_timeout=2.0)
+                    ]
+                    if not pending:
+                        return
+                    failed = _failed_loads(client, pending)
+                    if failed:
+                        raise TritonStartError(
+                            f"tritonserver on {grpc_addr} is up but could not load "
+                            f"{failed}; log tail:\n{log_tail(log_path)}"
+                        )
+                    last_error = f"models not ready: {pending}"
+                else:
+                    last_error = "server answered but is not ready"
             except InferenceServerException as exc:
                 last_error = str(exc)
             if time.monotonic() >= deadline:
@@ -201,6 +211,17 @@ def wait_ready(
             time.sleep(0.2)
     finally:
         client.close()
+
+
+def _failed_loads(client: triton_grpc.InferenceServerClient, names: list[str]) -> dict[str, str]:
+    """Models among `names` whose load failed, with Triton's reason. Triton opens its
+    endpoints only after the startup loads finish, so UNAVAILABLE here is final."""
+    index = client.get_model_repository_index(as_json=True, client_timeout=2.0)
+    return {
+        m["name"]: m.get("reason", "")
+        for m in index.get("models", [])
+        if m["name"] in names and m.get("state") == "UNAVAILABLE"
+    }
 
 
 def free_port() -> int:

@@ -1,0 +1,120 @@
+"""TritonEngines against real tritonserver processes: engine choice by readiness, no
+fallback after an error, and error mapping (server down, bad image, no model)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton_grpc
+
+from services.common.errors import InvalidImage, ModelUnavailable, ServiceUnavailable
+from services.common.samples import make_sample
+from services.common.triton import MODEL_REPOSITORY, TritonProcess, free_port
+from services.jobs.engines import TritonEngines
+from tests.model_repository import triton_fixtures
+
+numba_cache = triton_fixtures.numba_cache
+triton_server = triton_fixtures.triton_server
+
+SAMPLE = make_sample("mug", "plain", size=(384, 384))
+
+
+def iou(alpha: np.ndarray, truth: np.ndarray) -> float:
+    a, b = alpha > 127, truth > 127
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.fixture(scope="module")
+def two_engine_server(
+    numba_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonProcess]:
+    """A server in explicit model-control mode with matting_classical and a stand-in
+    matting_birefnet: the classical model under the BiRefNet name, configured to
+    reject images under 1000 px so a request can fail on it and not on the other."""
+    repo = tmp_path_factory.mktemp("repo")
+    shutil.copytree(MODEL_REPOSITORY / "matting_classical", repo / "matting_classical")
+    shutil.copytree(MODEL_REPOSITORY / "matting_classical", repo / "matting_birefnet")
+    config = repo / "matting_birefnet" / "config.pbtxt"
+    text = config.read_text().replace('name: "matting_classical"', 'name: "matting_birefnet"')
+    text = text.replace(
+        "parameters [\n", 'parameters [\n  { key: "min_side", value: { string_value: "1000" } },\n'
+    )
+    config.write_text(text)
+    with TritonProcess.start(
+        repo,
+        tmp_path_factory.mktemp("triton2"),
+        model_control="explicit",
+        load_models=["matting_classical", "matting_birefnet"],
+        numba_cache_dir=numba_cache,
+        ready_models=["matting_classical", "matting_birefnet"],
+    ) as server:
+        yield server
+
+
+def test_live_and_ready_models(triton_server: TritonProcess) -> None:
+    engines = TritonEngines(triton_server.grpc_addr)
+    assert engines.is_live()
+    assert "matting_classical" in engines.ready_models()
+
+
+def test_classical_engine_serves_when_birefnet_is_absent(triton_server: TritonProcess) -> None:
+    alpha, engine = TritonEngines(triton_server.grpc_addr).matting(SAMPLE.rgb)
+    assert engine == "classical"
+    assert alpha.shape == (384, 384) and alpha.dtype == np.uint8
+    assert iou(alpha, SAMPLE.alpha) >= 0.95
+
+
+def test_model_rejecting_the_image_is_invalid_image(triton_server: TritonProcess) -> None:
+    with pytest.raises(InvalidImage, match="at least 16 pixels"):
+        TritonEngines(triton_server.grpc_addr).matting(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_wrong_array_is_invalid_image_before_any_call() -> None:
+    # Nothing listens on this port: the check must happen before a request is made.
+    engines = TritonEngines(f"127.0.0.1:{free_port()}", timeout_s=2)
+    with pytest.raises(InvalidImage, match="HxWx3"):
+        engines.matting(np.zeros((32, 32, 4), np.uint8))
+    with pytest.raises(InvalidImage, match="uint8"):
+        engines.matting(np.zeros((32, 32, 3), np.float32))
+
+
+def test_server_down_is_service_unavailable() -> None:
+    engines = TritonEngines(f"127.0.0.1:{free_port()}", timeout_s=2)
+    assert not engines.is_live()
+    with pytest.raises(ServiceUnavailable) as err:
+        engines.matting(SAMPLE.rgb)
+    assert err.value.code == "service_unavailable"
+    with pytest.raises(ServiceUnavailable):
+        engines.ready_models()
+
+
+def test_engine_choice_follows_readiness_and_never_falls_back(
+    two_engine_server: TritonProcess,
+) -> None:
+    engines = TritonEngines(two_engine_server.grpc_addr)
+    big = make_sample("box", "wood", size=(1024, 1024))
+    alpha, engine = engines.matting(big.rgb)
+    assert engine == "birefnet"
+    assert iou(alpha, big.alpha) >= 0.97
+
+    # BiRefNet (the stand-in) rejects this one; classical would have taken it. The
+    # error is the answer: no quiet second try on the cheaper engine.
+    with pytest.raises(InvalidImage, match="matting_birefnet.*at least 1000"):
+        engines.matting(SAMPLE.rgb)
+
+    client = triton_grpc.InferenceServerClient(two_engine_server.grpc_addr)
+    try:
+        client.unload_model("matting_birefnet")
+        assert engines.ready_models() == {"matting_classical"}
+        _, engine = engines.matting(SAMPLE.rgb)
+        assert engine == "classical"
+
+        client.unload_model("matting_classical")
+        with pytest.raises(ModelUnavailable, match="no matting model is ready"):
+            engines.matting(SAMPLE.rgb)
+    finally:
+        client.close()

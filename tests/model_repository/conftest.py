@@ -1,0 +1,5 @@
+from tests.model_repository.triton_fixtures import (  # noqa: F401  (fixtures for this folder)
+    matting,
+    numba_cache,
+    triton_server,
+)
