@@ -20,9 +20,9 @@ def over(canvas: np.ndarray, premultiplied: np.ndarray) -> None:
     canvas region, in place: out = colour + canvas * (255 - alpha) / 255.
 
     Where alpha is 255 the result is the subject's colour exactly."""
-    alpha = np.ascontiguousarray(premultiplied[:, :, 3])
+    alpha = cv2.extractChannel(premultiplied, 3)
     behind = cv2.multiply(canvas, cv2.cvtColor(255 - alpha, cv2.COLOR_GRAY2RGB), scale=1 / 255)
-    colour = np.ascontiguousarray(premultiplied[:, :, :3])
+    colour = cv2.cvtColor(premultiplied, cv2.COLOR_RGBA2RGB)
     canvas[:] = cv2.add(colour, behind)
 
 

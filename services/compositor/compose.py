@@ -160,7 +160,7 @@ def compose(
         rise = round(spec.shadow.lift * max(placement.width, placement.height))
         keep_mode = spec.layout.mode is Mode.KEEP
         origin = (placement.left, placement.top + (rise if keep_mode else 0))
-        alpha = np.ascontiguousarray(placed[:, :, 3])
+        alpha = cv2.extractChannel(placed, 3)
         for layer in cast_shadows(alpha, origin, spec.shadow, spec.shadow_opacity):
             darken(canvas, layer)
         if rise and not keep_mode:

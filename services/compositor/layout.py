@@ -169,7 +169,7 @@ def keep(box: Box, input_width: int, input_height: int) -> Placement:
 def premultiply(rgba: np.ndarray) -> np.ndarray:
     """RGBA uint8 (H, W, 4) -> premultiplied RGBA uint8 (colour * alpha / 255,
     rounded). Where alpha is 255 the colour is unchanged, bit for bit."""
-    alpha = np.ascontiguousarray(rgba[:, :, 3])
+    alpha = cv2.extractChannel(rgba, 3)
     factors = cv2.merge([alpha, alpha, alpha, np.full_like(alpha, 255)])
     return cv2.multiply(rgba, factors, scale=1 / 255)
 
@@ -189,7 +189,8 @@ def render_subject(subject: np.ndarray, placement: Placement) -> np.ndarray:
     out = cv2.resize(crop, (placement.width, placement.height), interpolation=interp)
     if not shrinking:
         # Bicubic overshoot could push colour above alpha, i.e. brighter than white.
-        np.minimum(out[:, :, :3], out[:, :, 3:4], out=out[:, :, :3])
+        alpha = cv2.extractChannel(out, 3)
+        out = cv2.min(out, cv2.merge([alpha, alpha, alpha, np.full_like(alpha, 255)]))
     return out
 
 
