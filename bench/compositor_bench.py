@@ -91,16 +91,19 @@ def reference(subject: np.ndarray, size: int, background: str) -> np.ndarray:
     mask = mask.point(lambda v: round(v * style.opacity))
     canvas = Image.composite(black, canvas, mask)
 
-    # Contact shadow: a thin band under the footprint.
-    a = np.asarray(alpha)
-    slab = max(2, round(shadows.FOOTPRINT * p.height))
-    footprint = a[p.height - slab :].max(axis=0) / 255.0
+    # Contact shadow: a band under each column's lowest solid pixel, fading
+    # where the bottom edge rises off the floor (same geometry as ours).
+    solid_px = np.asarray(alpha) > 127
+    has = solid_px.any(axis=0)
+    bottom = p.height - 1 - np.argmax(solid_px[::-1], axis=0)
+    rise = np.where(has, p.height - 1 - bottom, np.inf)
+    strength = np.exp(-((rise / max(1.0, shadows.CONTACT_FADE * extent)) ** 2))
     half = max(1.5, shadows.CONTACT_THICKNESS * extent)
-    rows = np.arange(-round(3 * half), round(3 * half) + 1)
-    band = np.exp(-(((rows - 0.25 * half) / half) ** 2))[:, None] * footprint[None, :]
+    rows = np.arange(p.height + math.ceil(3 * half))[:, None]
+    band = np.exp(-(((rows - bottom[None, :] - 0.25 * half) / half) ** 2)) * strength[None, :]
     band_img = Image.fromarray(np.uint8(np.clip(band * 255 * style.contact, 0, 255)), "L")
     contact = Image.new("L", (size, size), 0)
-    contact.paste(band_img, (p.left, p.top + p.height - round(3 * half)))
+    contact.paste(band_img, (p.left, p.top))
     contact = contact.filter(ImageFilter.GaussianBlur(max(0.8, shadows.CONTACT_BLUR * extent)))
     canvas = Image.composite(black, canvas, contact)
 

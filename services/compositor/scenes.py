@@ -234,15 +234,16 @@ def draw_marble(width: int, height: int, seed: int) -> np.ndarray:
         [
             primary * seen1 * (0.3 + 0.7 * band),
             0.6 * secondary * seen2 * (0.15 + 0.85 * band),
-            0.28 * hair * seen2,
+            0.2 * hair * seen2,
         ]
     )
-    haze = soft_blur(lines, 0.04 * d) * band
-    lines = np.maximum(lines, 0.9 * soft_blur(lines, 0.008 * d)) + 0.8 * haze
+    # Veins bleed into the stone: a close soft halo and a wide grey haze.
+    haze = soft_blur(lines, 0.035 * d) * band
+    lines = np.maximum(lines, 1.1 * soft_blur(lines, 0.006 * d)) + 1.3 * haze
     clouds = fbm(rng, d, d, 4, 6, 0.6)
     layers = rotated(np.dstack([lines, clouds]), angle, tw, th)
 
-    texture = mix((247, 246, 243), (232, 232, 233), np.clip(layers[:, :, 1] * 1.2 + 0.5, 0, 1))
+    texture = mix((247, 246, 243), (228, 228, 230), np.clip(layers[:, :, 1] * 1.4 + 0.5, 0, 1))
     grey = np.asarray((104, 106, 114), dtype=np.float32)
     texture += (layers[:, :, 0] * np.float32(0.75))[:, :, None] * (grey - texture)
     top = table_top(texture, width, height, spread, blur=0.004 * height)

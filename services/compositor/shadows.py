@@ -49,8 +49,8 @@ SHADOW_STYLES: dict[str, ShadowStyle | None] = {
         blur=0.0025,
         far_blur=0.006,
         far_fade=0.2,
-        squash=0.5,
-        shear=-0.6,
+        squash=0.55,
+        shear=0.75,
         taper=0.92,
         contact=0.45,
     ),
@@ -69,11 +69,11 @@ SHADOW_STYLES: dict[str, ShadowStyle | None] = {
     ),
     "none": None,
 }
-# Contact shadow geometry: how tall a slice of the subject counts as its footprint,
-# the contact band's half-thickness and its blur.
-FOOTPRINT = 0.025
+# Contact shadow geometry: the band's half-thickness and blur, and how fast it
+# fades where the subject's bottom edge rises off the floor.
 CONTACT_THICKNESS = 0.01
 CONTACT_BLUR = 0.004
+CONTACT_FADE = 0.02
 
 
 @dataclass(frozen=True)
@@ -160,22 +160,30 @@ def _project(
 def _contact(
     alpha: np.ndarray, box: Box, origin: tuple[int, int], opacity: float, extent: float
 ) -> ShadowLayer:
-    """A thin dark band where the subject's footprint meets the floor."""
+    """A thin dark band hugging the subject's bottom edge where it meets the floor.
+
+    Each column's band sits just under that column's lowest opaque pixel, and
+    fades as that pixel rises above the lowest point of the whole subject: a
+    rounded base touches the floor only in the middle, so its contact shadow
+    tapers along the curve instead of hanging under it as a flat bar."""
     x0, y0, x1, y1 = box
     ox, oy = origin
-    slab = max(2, round(FOOTPRINT * (y1 - y0)))
-    footprint = alpha[y1 - slab : y1, x0:x1].max(axis=0).astype(np.float32) / 255.0
+    solid_px = alpha[y0:y1, x0:x1] > 127
+    has = solid_px.any(axis=0)
+    bottom = (y1 - y0) - 1 - np.argmax(solid_px[::-1], axis=0)  # lowest solid row per column
+    rise = np.where(has, (y1 - y0 - 1) - bottom, np.inf).astype(np.float32)
+    strength = np.exp(-((rise / max(1.0, CONTACT_FADE * extent)) ** 2))
     half = max(1.5, CONTACT_THICKNESS * extent)
     sigma = max(0.8, CONTACT_BLUR * extent)
     pad = int(np.ceil(2 * half + 3 * sigma))
-    rows = np.arange(-pad, pad + 1, dtype=np.float32)
-    # The band hugs the base: mostly below it, a little tucked under the subject.
-    profile = np.exp(-(((rows - 0.25 * half) / half) ** 2))
-    band = np.zeros((rows.size, footprint.size + 2 * pad), dtype=np.float32)
-    band[:, pad : pad + footprint.size] = profile[:, None] * footprint[None, :]
+    top = int(np.min(np.where(has, bottom, y1 - y0))) - pad
+    rows = np.arange(top, (y1 - y0) + pad, dtype=np.float32)[:, None]
+    centre = np.where(has, bottom, 0).astype(np.float32)[None, :] + 0.25 * half
+    band = np.exp(-(((rows - centre) / half) ** 2)) * strength[None, :]
+    band = np.pad(band.astype(np.float32), ((0, 0), (pad, pad)))
     band = cv2.GaussianBlur(band, (0, 0), sigma)
     darkness = np.clip(band * (255.0 * opacity), 0, 255).astype(np.uint8)
-    return ShadowLayer(darkness, ox + x0 - pad, oy + y1 - pad)
+    return ShadowLayer(darkness, ox + x0 - pad, oy + y0 + top)
 
 
 def cast_shadows(

@@ -85,18 +85,37 @@ def test_hard_is_sharp_and_natural_is_soft() -> None:
     assert edge_width("hard") < edge_width("natural")
 
 
-def test_projected_shadows_fall_to_their_sides() -> None:
+def test_projected_shadows_fall_back_and_to_the_right() -> None:
+    """Key light from the front left, the usual studio set-up: cast shadows
+    reach up (back, onto the floor behind) and to the right; hard reaches further."""
     alpha = post(200, 80)
 
-    def centroid_x(name: str) -> float:
+    def weight_centre(name: str) -> tuple[float, float]:
         img = shadow_only(alpha, (260, 150), name)
-        weight = 255 - img[150:350]  # beside the subject, above its base
-        weight[:, 260:340] = 0  # ignore what the subject would cover
-        xs = np.arange(SIZE)[None, :]
-        return float((weight * xs).sum() / weight.sum())
+        weight = 255 - img[:350]  # above the base line: the projected part
+        weight[150:350, 260:340] = 0  # ignore what the subject would cover
+        ys, xs = np.mgrid[0:350, 0:SIZE]
+        return float((weight * xs).sum() / weight.sum()), float((weight * ys).sum() / weight.sum())
 
-    assert centroid_x("natural") > 320  # light from the front left
-    assert centroid_x("hard") < 280  # a sharp diagonal the other way
+    natural_x, natural_y = weight_centre("natural")
+    hard_x, hard_y = weight_centre("hard")
+    assert natural_x > 330 and hard_x > natural_x
+    assert hard_y < natural_y < 350
+
+
+def test_contact_shadow_hugs_a_rounded_base() -> None:
+    alpha = np.zeros((200, 100), np.uint8)
+    alpha[:150] = 255
+    yy, xx = np.mgrid[150:200, 0:100]
+    alpha[150:200] = (((xx - 50) / 50.0) ** 2 + ((yy - 150) / 50.0) ** 2 <= 1) * 255
+    style = shadow_style("soft")
+    assert style is not None
+    contact = cast_shadows(alpha, (250, 200), style)[1]
+    canvas = solid(SIZE, SIZE, (255, 255, 255))
+    darken(canvas, contact)
+    img = canvas.astype(int).mean(axis=2)
+    assert img[401, 300] < 200  # under the lowest point
+    assert img[401, 255] == 255  # not under the curve's raised sides
 
 
 def test_floating_has_no_contact_shadow_but_grounded_types_do() -> None:
