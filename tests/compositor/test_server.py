@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -12,6 +19,7 @@ from lightbox.v1 import compositor_pb2 as pb
 from PIL import Image, ImageCms
 
 from services.common.errors import MD_CODE, MD_FIELD
+from services.common.grpcutil import check_health
 from services.common.rawimage import to_proto
 from services.compositor.layout import alpha_box
 
@@ -247,3 +255,25 @@ def test_cutout_bad_spec_names_field(stub, subject: np.ndarray, field: str, fiel
     err = rpc_error(stub.Cutout, pb.CutoutRequest(subject=to_proto(subject), **fields))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert metadata(err)[MD_FIELD] == field
+
+
+def test_main_serves_until_sigterm(tmp_path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "LIGHTBOX_COMPOSITOR_ADDR": address, "LIGHTBOX_HOME": str(tmp_path)}
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "services.compositor.server"], cwd=root, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while not check_health(address) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the server exited early"
+            time.sleep(0.1)
+        assert check_health(address)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
