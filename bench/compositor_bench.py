@@ -206,7 +206,7 @@ def measure_case(subject: np.ndarray, size: int, background: str, repeats: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--memory", nargs=3, metavar=("IMPL", "SIZE", "BACKGROUND"))
     args = parser.parse_args()
     if args.memory:
@@ -217,9 +217,8 @@ def main() -> None:
     subject = bottle(SUBJECT_SIDE)
     rows = []
     for size in args.sizes:
-        repeats = args.repeats if size <= 2048 else max(3, args.repeats // 2)
         for background in BACKGROUNDS:
-            rows.append(measure_case(subject, size, background, repeats))
+            rows.append(measure_case(subject, size, background, args.repeats))
             print(f"done {size} {background}", file=sys.stderr)
 
     print(
