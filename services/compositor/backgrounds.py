@@ -59,12 +59,14 @@ def grid(size: int) -> np.ndarray:
     return (np.arange(n, dtype=np.float32) - 0.5) * np.float32(SMOOTH_STEP) - 0.5
 
 
-def upsample_smooth(field: np.ndarray, width: int, height: int) -> np.ndarray:
-    """A coarse float32 field sampled on `grid` -> float32 (height, width[, C])."""
-    n_y, n_x = field.shape[:2]
-    step = SMOOTH_STEP
-    full = cv2.resize(field, (n_x * step, n_y * step), interpolation=cv2.INTER_LINEAR)
-    return np.ascontiguousarray(full[step : step + height, step : step + width])
+def smooth_rows(field: np.ndarray, width: int, y0: int, y1: int) -> np.ndarray:
+    """Rows y0..y1 of a coarse float32 field sampled on `grid`, at full
+    resolution: float32 (y1 - y0, width[, C]), linearly interpolated."""
+    step = float(SMOOTH_STEP)
+    matrix = np.float32([[step, 0, -0.5 * step - 0.5], [0, step, -0.5 * step - 0.5 - y0]])
+    return cv2.warpAffine(
+        field, matrix, (width, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def quantise_smooth(levels: np.ndarray, width: int, height: int) -> np.ndarray:

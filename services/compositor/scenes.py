@@ -10,6 +10,7 @@ fine sensor grain, because a perfectly even texture is what reads as fake."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -19,6 +20,10 @@ from services.compositor.colors import RGB
 
 # Fine luminance grain, in 8-bit levels (standard deviation).
 GRAIN = 1.6
+# Full-resolution work goes this many rows at a time.
+BAND = 256
+# Lighting is smooth: a grid this fine, upsampled, describes it exactly enough.
+LIGHT_GRID = 64
 # Resolution at which a noise octave is drawn, in pixels per feature.
 PX_PER_CELL = 16
 # Textures are synthesised at most this tall, then warped up to the canvas with
@@ -84,32 +89,59 @@ def fbm(
     return acc / np.float32(norm)
 
 
-def light_falloff(
-    width: int, height: int, key: tuple[float, float], strength: float, vignette: float
-) -> np.ndarray:
-    """float32 (height, width) illumination around 1.0: brighter near `key`
-    (fractions of width/height), darker towards the far side and the corners."""
-    small_w, small_h = max(2, width // 16), max(2, height // 16)
-    xs = (np.arange(small_w, dtype=np.float32) + 0.5) / small_w
-    ys = (np.arange(small_h, dtype=np.float32) + 0.5) / small_h
-    d_key = np.sqrt((xs[None, :] - key[0]) ** 2 + (ys[:, None] - key[1]) ** 2)
-    d_mid = np.sqrt((xs[None, :] - 0.5) ** 2 + (ys[:, None] - 0.5) ** 2) / math.sqrt(0.5)
+def light_grid(key: tuple[float, float], strength: float, vignette: float) -> np.ndarray:
+    """Illumination around 1.0 on a coarse LIGHT_GRID x LIGHT_GRID grid (upsample it
+    to any canvas with `resize_rows`): brighter near `key` (fractions of width and
+    height), darker towards the far side and the corners."""
+    n = LIGHT_GRID
+    xs = (np.arange(n, dtype=np.float32) + 0.5) / n
+    d_key = np.sqrt((xs[None, :] - key[0]) ** 2 + (xs[:, None] - key[1]) ** 2)
+    d_mid = np.sqrt((xs[None, :] - 0.5) ** 2 + (xs[:, None] - 0.5) ** 2) / math.sqrt(0.5)
     lit = 1.0 + strength * (0.5 - np.clip(d_key, 0.0, 1.0))
     lit *= 1.0 - vignette * np.clip(d_mid, 0.0, 1.0) ** 2
-    return cv2.resize(lit, (width, height), interpolation=cv2.INTER_LINEAR)
+    return lit.astype(np.float32)
 
 
-def finish(
-    rgb: np.ndarray, light: np.ndarray | None, rng: np.random.Generator, grain: float = GRAIN
+def resize_rows(
+    small: np.ndarray, width: int, height: int, y0: int, y1: int, interpolation: int
 ) -> np.ndarray:
-    """float32 (H, W, 3) 0..255 -> uint8, after lighting and luminance grain."""
-    if light is not None:
-        rgb *= light[:, :, None]
-    if grain > 0:
-        h, w = rgb.shape[:2]
-        rgb += (rng.standard_normal((h, w), dtype=np.float32) * np.float32(grain))[:, :, None]
-    np.clip(rgb, 0.0, 255.0, out=rgb)
-    return (rgb + 0.5).astype(np.uint8)
+    """Rows y0..y1 of `cv2.resize(small, (width, height))`, computed on their own:
+    float32 (y1 - y0, width[, C]). Lets full-resolution work go band by band."""
+    sh, sw = small.shape[:2]
+    sx, sy = width / sw, height / sh
+    matrix = np.float32([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5 - y0]])
+    return cv2.warpAffine(
+        small, matrix, (width, y1 - y0), flags=interpolation, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+Rows = Callable[[int, int], np.ndarray]
+
+
+def render(
+    width: int,
+    height: int,
+    rows: Rows,
+    rng: np.random.Generator,
+    light: np.ndarray | None = None,
+    grain: float = GRAIN,
+) -> np.ndarray:
+    """Assemble a scene band by band: `rows(y0, y1)` gives float32 (y1 - y0, width,
+    3) levels 0..255; each band is lit by the `light_grid`, given luminance grain
+    and quantised. Full-resolution float data never exceeds one band, so a 4096 px
+    scene costs little more memory than its uint8 output. RGB uint8 (height, width, 3)."""
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for y0 in range(0, height, BAND):
+        y1 = min(height, y0 + BAND)
+        band = rows(y0, y1)
+        if light is not None:
+            band *= resize_rows(light, width, height, y0, y1, cv2.INTER_LINEAR)[:, :, None]
+        if grain > 0:
+            noise_rows = rng.standard_normal((y1 - y0, width), dtype=np.float32)
+            band += (noise_rows * np.float32(grain))[:, :, None]
+        np.clip(band, 0.0, 255.0, out=band)
+        out[y0:y1] = (band + 0.5).astype(np.uint8)
+    return out
 
 
 def mix(a: RGB, b: RGB, t: np.ndarray) -> np.ndarray:
@@ -133,11 +165,9 @@ def soft_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def table_top(
-    texture: np.ndarray, width: int, height: int, spread: float, blur: float
-) -> np.ndarray:
-    """Lay a flat texture down as a table top seen from a low angle, float32
-    (height, width, C) out.
+def table_top(texture: np.ndarray, width: int, height: int, spread: float, blur: float) -> Rows:
+    """Lay a flat texture down as a table top seen from a low angle; returns the
+    `Rows` of the (height, width) canvas, float32 with the texture's channels.
 
     texture: float32 (Ht, Wt, C) at any resolution. The canvas's bottom edge shows
     the middle Wt / (1 + spread) of the texture's bottom row; its top edge shows
@@ -152,26 +182,32 @@ def table_top(
         [[cx - half_far, 0], [cx + half_far, 0], [cx + half_near, th], [cx - half_near, th]]
     )
     matrix = cv2.getPerspectiveTransform(canvas, source)
-    flat = cv2.warpPerspective(
-        texture,
-        matrix,
-        (width, height),
-        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REFLECT,
-    )
-    if blur <= 0.5:
-        return flat
-    # Depth of field: blend blur levels by distance; the near 30 % stays sharp.
-    far = np.clip((0.7 - np.linspace(0.0, 1.0, height, dtype=np.float32)) / 0.7, 0.0, 1.0)
-    out = flat.copy()
-    for sigma, start in ((blur * 0.35, 0.0), (blur * 0.7, 0.4), (blur, 0.75)):
-        rows = int(np.count_nonzero(far > start))
-        if rows == 0:
-            continue
-        blurred = soft_blur(flat[: rows + int(3 * sigma) + 1], sigma)[:rows]
-        w = np.clip((far[:rows] - start) / 0.35, 0.0, 1.0)[:, None, None]
-        out[:rows] = out[:rows] * (1.0 - w) + blurred * w
-    return out
+    # Depth of field: blur levels blended by distance; the near 30 % stays sharp.
+    levels = [(blur * 0.35, 0.0), (blur * 0.7, 0.4), (blur, 0.75)] if blur > 0.5 else []
+    halo = int(math.ceil(3 * blur)) + 2 if levels else 0
+
+    def rows(y0: int, y1: int) -> np.ndarray:
+        a0, a1 = max(0, y0 - halo), min(height, y1 + halo)
+        shift = np.array([[1, 0, 0], [0, 1, a0], [0, 0, 1]], dtype=np.float64)
+        flat = cv2.warpPerspective(
+            texture,
+            matrix @ shift,
+            (width, a1 - a0),
+            flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REFLECT,
+        )
+        far = np.clip(
+            (0.7 - np.arange(a0, a1, dtype=np.float32) / max(1, height - 1)) / 0.7, 0.0, 1.0
+        )
+        out = flat.copy()
+        for sigma, start in levels:
+            if far.max() <= start:
+                continue
+            weight = np.clip((far - start) / 0.35, 0.0, 1.0)[:, None, None]
+            out = out * (1.0 - weight) + soft_blur(flat, sigma) * weight
+        return out[y0 - a0 : y1 - a0]
+
+    return rows
 
 
 def rotated(image: np.ndarray, angle_deg: float, width: int, height: int) -> np.ndarray:
@@ -215,28 +251,26 @@ def draw_marble(width: int, height: int, seed: int) -> np.ndarray:
     v = (np.arange(d, dtype=np.float32) / d)[:, None]
     band = np.exp(-(((v + 0.22 * warp - rng.uniform(0.35, 0.65)) / 0.25) ** 2))
 
-    def veins(cells: float, stretch: float, warp_amp: float, crinkle_amp: float) -> np.ndarray:
-        field = fbm(rng, d, d, cells, 5, 0.55, stretch) + warp_amp * warp
-        return field + np.float32(crinkle_amp) * crinkle
+    def vein(
+        cells: float, stretch: float, warp_amp: float, wiggle: float, width: float | np.ndarray
+    ) -> np.ndarray:
+        field = fbm(rng, d, d, cells, 5, 0.55, stretch)
+        field += np.float32(warp_amp) * warp
+        field += np.float32(wiggle) * crinkle
+        return _vein(field, width)
 
-    primary = np.maximum(
-        _vein(veins(2.5, 5.0, 0.35, 0.025), 0.011 * thick),
-        0.8 * _vein(veins(2.0, 5.0, 0.3, 0.025), 0.008 * thick),
-    )
-    secondary = np.maximum(
-        _vein(veins(5.0, 6.0, 0.2, 0.02), 0.006 * thick),
-        _vein(veins(4.0, 6.0, 0.25, 0.02), 0.005 * thick),
-    )
-    hair = _vein(veins(10.0, 5.0, 0.0, 0.015), 0.004)
-    seen1 = np.clip(fbm(rng, d, d, 2, 3) * 2.5 + 0.5, 0.0, 1.0)
-    seen2 = np.clip(fbm(rng, d, d, 3, 3) * 2.5 + 0.2, 0.0, 1.0)
-    lines = np.maximum.reduce(
-        [
-            primary * seen1 * (0.3 + 0.7 * band),
-            0.6 * secondary * seen2 * (0.15 + 0.85 * band),
-            0.2 * hair * seen2,
-        ]
-    )
+    # Each vein family is folded into `lines` as soon as it is drawn, so only a
+    # few d x d fields are alive at once (marble is the heaviest scene).
+    lines = np.zeros((d, d), dtype=np.float32)
+    seen = np.clip(fbm(rng, d, d, 2, 3) * 2.5 + 0.5, 0.0, 1.0) * (0.3 + 0.7 * band)
+    np.maximum(lines, vein(2.5, 5.0, 0.35, 0.025, 0.011 * thick) * seen, out=lines)
+    np.maximum(lines, 0.8 * vein(2.0, 5.0, 0.3, 0.025, 0.008 * thick) * seen, out=lines)
+    seen = np.clip(fbm(rng, d, d, 3, 3) * 2.5 + 0.2, 0.0, 1.0)
+    np.maximum(lines, 0.13 * vein(9.0, 8.0, 0.1, 0.01, 0.004) * seen, out=lines)
+    seen *= 0.6 * (0.15 + 0.85 * band)
+    np.maximum(lines, vein(5.0, 6.0, 0.2, 0.02, 0.006 * thick) * seen, out=lines)
+    np.maximum(lines, vein(4.0, 6.0, 0.25, 0.02, 0.005 * thick) * seen, out=lines)
+    del seen, thick
     # Veins bleed into the stone: a close soft halo and a wide grey haze.
     haze = soft_blur(lines, 0.035 * d) * band
     lines = np.maximum(lines, 1.1 * soft_blur(lines, 0.006 * d)) + 1.3 * haze
@@ -247,7 +281,7 @@ def draw_marble(width: int, height: int, seed: int) -> np.ndarray:
     grey = np.asarray((104, 106, 114), dtype=np.float32)
     texture += (layers[:, :, 0] * np.float32(0.75))[:, :, None] * (grey - texture)
     top = table_top(texture, width, height, spread, blur=0.004 * height)
-    return finish(top, light_falloff(width, height, (0.3, 0.15), 0.1, 0.14), rng)
+    return render(width, height, top, rng, light_grid((0.3, 0.15), 0.1, 0.14))
 
 
 # (early wood, late wood) colours of the species a seed may pick.
@@ -298,7 +332,7 @@ def draw_wood(width: int, height: int, seed: int) -> np.ndarray:
     seam = cv2.GaussianBlur(seam, (0, 0), max(0.6, 1.2 * scale))
     texture *= (1.0 - 0.55 * np.clip(seam * 1.5, 0.0, 1.0))[:, :, None]
     top = table_top(texture, width, height, spread, blur=0.005 * height)
-    return finish(top, light_falloff(width, height, (0.35, 0.1), 0.16, 0.2), rng)
+    return render(width, height, top, rng, light_grid((0.35, 0.1), 0.16, 0.2))
 
 
 def _speckles(
@@ -341,7 +375,7 @@ def draw_concrete(width: int, height: int, seed: int) -> np.ndarray:
     )
     texture = level[:, :, None] * tint.astype(np.float32)[None, None, :]
     top = table_top(texture, width, height, spread, blur=0.004 * height)
-    return finish(top, light_falloff(width, height, (0.3, 0.1), 0.16, 0.22), rng, 2.2)
+    return render(width, height, top, rng, light_grid((0.3, 0.1), 0.16, 0.22), 2.2)
 
 
 PASTELS: tuple[RGB, ...] = (
@@ -361,12 +395,17 @@ def draw_paper(width: int, height: int, seed: int, color: RGB | None = None) -> 
     rng = rng_for(seed, "paper")
     if color is None:
         color = PASTELS[int(rng.integers(len(PASTELS)))]
-    shade = backgrounds.upsample_smooth(backgrounds.sweep_shading(width, height), width, height)
+    shade = backgrounds.sweep_shading(width, height)
     tw, th = max(8, min(width, WORK_SIDE)), max(8, min(height, WORK_SIDE))
     uneven = fbm(rng, tw, th, 2.0, 4, 0.5) * 0.012 + fbm(rng, tw, th, 60.0, 2, 0.5) * 0.01
-    shade *= 1.0 + cv2.resize(uneven, (width, height), interpolation=cv2.INTER_CUBIC)
-    texture = shade[:, :, None] * np.asarray(color, dtype=np.float32)
-    return finish(texture, None, rng, 1.2)
+    colour = np.asarray(color, dtype=np.float32)
+
+    def rows(y0: int, y1: int) -> np.ndarray:
+        lit = backgrounds.smooth_rows(shade, width, y0, y1)
+        lit *= 1.0 + resize_rows(uneven, width, height, y0, y1, cv2.INTER_CUBIC)
+        return lit[:, :, None] * colour
+
+    return render(width, height, rows, rng, grain=1.2)
 
 
 def _discs(
@@ -419,10 +458,13 @@ def draw_outdoor(width: int, height: int, seed: int) -> np.ndarray:
     # The ledge: weathered light stone, in perspective, sharpest at the front.
     stone = fbm(rng, tw, th, 5.0, 6, 0.6) + 0.5 * fbm(rng, tw, th, 2.0, 3, 0.5)
     ground = mix((176, 166, 148), (204, 194, 176), np.clip(stone + 0.5, 0.0, 1.0))
-    ground = table_top(ground, tw, th, 0.6, blur=0.006 * th)
+    ground = table_top(ground, tw, th, 0.6, blur=0.006 * th)(0, th)
     near = np.clip((y - horizon) / (1.0 - horizon), 0.0, 1.0)
     ground *= (0.86 + 0.14 * near)[:, :, None]
     ledge = np.clip((y - horizon) / 0.006 + 0.5, 0.0, 1.0)[:, :, None]
     scene = foliage * (1.0 - ledge) + ground * ledge
-    scene = cv2.resize(scene, (width, height), interpolation=cv2.INTER_CUBIC)
-    return finish(scene, light_falloff(width, height, (0.7, 0.1), 0.12, 0.18), rng, 1.4)
+
+    def rows(y0: int, y1: int) -> np.ndarray:
+        return resize_rows(scene, width, height, y0, y1, cv2.INTER_CUBIC)
+
+    return render(width, height, rows, rng, light_grid((0.7, 0.1), 0.12, 0.18), 1.4)
