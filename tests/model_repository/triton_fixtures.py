@@ -63,12 +63,16 @@ def matting(numba_cache: Path) -> ModuleType:
 def triton_server(
     numba_cache: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TritonProcess]:
-    """tritonserver on free ports serving the real model repository."""
+    """tritonserver on free ports serving matting_classical from the real model
+    repository."""
     owner = "server" not in _SHARED
     if owner:
         _SHARED["server"] = TritonProcess.start(
             MODEL_REPOSITORY,
             tmp_path_factory.mktemp("triton"),
+            # Only this model: others share model_repository/ and have their own tests.
+            model_control="explicit",
+            load_models=["matting_classical"],
             numba_cache_dir=numba_cache,
             ready_models=["matting_classical"],
         )
