@@ -1,10 +1,10 @@
 """`lightbox`: the operator's command line.
 
-    lightbox run                                  the whole local stack (make run)
-    lightbox serve compositor|jobs|worker|gateway one service process
-    lightbox admin create-key --credits N [--plan P] [--rpm N] [--operations a,b]
-    lightbox admin list-keys | revoke-key ID | add-credits ACCOUNT N | balance ACCOUNT
-    lightbox demo --out DIR                       sample photos through the real stack
+lightbox run                                  the whole local stack (make run)
+lightbox serve compositor|jobs|worker|gateway one service process
+lightbox admin create-key --credits N [--plan P] [--rpm N] [--operations a,b]
+lightbox admin list-keys | revoke-key ID | add-credits ACCOUNT N | balance ACCOUNT
+lightbox demo --out DIR                       sample photos through the real stack
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def _admin(args: argparse.Namespace) -> int:
                 max_concurrent_jobs=args.max_concurrent,
             )
             key, record = store.create_api_key(account.id)
-            print(f"account {account.id} plan={account.plan} credits={args.credits:g} rpm={args.rpm}")
+            print(
+                f"account {account.id} plan={account.plan} credits={args.credits:g} rpm={args.rpm}"
+            )
             print("The key is shown once; store it now:")
             print(key)
         elif args.admin_command == "list-keys":
@@ -74,8 +76,9 @@ def _serve(name: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lightbox", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="lightbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the whole local stack in the foreground")
     serve = sub.add_parser("serve", help="run one service")

@@ -182,7 +182,9 @@ def ensure_dev_key(store: object, home: Path) -> str:
         key = path.read_text().strip()
         if store.authenticate(key) is not None:  # type: ignore[attr-defined]
             return key
-    account = store.create_account("dev", plan="dev", credits=DEV_CREDITS, rate_limit_per_minute=600)  # type: ignore[attr-defined]
+    account = store.create_account(
+        "dev", plan="dev", credits=DEV_CREDITS, rate_limit_per_minute=600
+    )  # type: ignore[attr-defined]
     key, _ = store.create_api_key(account.id)  # type: ignore[attr-defined]
     path.write_text(key + "\n")
     path.chmod(0o600)

@@ -127,7 +127,9 @@ class Conflict(LightboxError):
 
 class Unauthorized(LightboxError):
     code = "unauthorized"
-    default_guidance = "Send 'Authorization: Bearer <key>' with a key from `lightbox admin create-key`."
+    default_guidance = (
+        "Send 'Authorization: Bearer <key>' with a key from `lightbox admin create-key`."
+    )
 
 
 class InsufficientCredits(LightboxError):

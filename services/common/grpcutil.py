@@ -63,9 +63,7 @@ def error_from_rpc(err: grpc.RpcError) -> LightboxError:
         MD_CODE
     ):
         code = "service_unavailable"
-    return LightboxError(
-        message, code=code, guidance=md.get(MD_GUIDANCE), field=md.get(MD_FIELD)
-    )
+    return LightboxError(message, code=code, guidance=md.get(MD_GUIDANCE), field=md.get(MD_FIELD))
 
 
 def make_server(

@@ -43,9 +43,7 @@ OPERATIONS: dict[str, Operation] = {
             3,
             "Same subject, new scene; the subject's pixels untouched.",
         ),
-        Operation(
-            "generate", 3.0, ("generate",), 20, "Text to image.", takes_image=False
-        ),
+        Operation("generate", 3.0, ("generate",), 20, "Text to image.", takes_image=False),
         Operation("upscale", 20.0, ("upscale",), 4, "2x or 4x super-resolution."),
         Operation("restore-face", 3.0, ("restore-face",), 4, "Restore faces."),
         Operation("remove-object", 5.0, ("remove-object",), 4, "Erase and fill."),

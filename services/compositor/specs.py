@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from lightbox.v1 import compositor_pb2
 
+from services.common import models
 from services.common.errors import InvalidParameter, ModelUnavailable
 from services.common.rawimage import from_proto
 from services.compositor import prompts
@@ -22,8 +23,8 @@ from services.compositor.shadows import shadow_style
 
 MAX_PADDING = 0.45
 GENERATIVE_GUIDANCE = (
-    "Deploy a background generation model (`lightbox models install sdxl-inpainting`), "
-    "or use a preset from ListPresets / GET /v1/models, or a '#RRGGBB' colour."
+    models.INSTALL_HINT[models.SDXL_INPAINT]
+    + " Or use a preset from ListPresets / GET /v1/models, or a '#RRGGBB' colour."
 )
 
 

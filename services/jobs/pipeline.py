@@ -106,8 +106,12 @@ class Pipeline:
             ),
         )
         return Result(
-            out.data, out.format, out.width, out.height,
-            engines={"matting": matting}, pipeline=["remove-background"],
+            out.data,
+            out.format,
+            out.width,
+            out.height,
+            engines={"matting": matting},
+            pipeline=["remove-background"],
         )
 
     def _compose(
@@ -143,7 +147,10 @@ class Pipeline:
             request.source.CopyFrom(to_proto(rgb))
         out = self._call("Compose", request)
         return Result(
-            out.data, out.format, out.width, out.height,
+            out.data,
+            out.format,
+            out.width,
+            out.height,
             engines={"matting": matting, "background": out.background_engine},
             pipeline=pipeline,
         )

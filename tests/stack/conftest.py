@@ -54,8 +54,12 @@ def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSt
 
 
 @pytest.fixture(scope="session")
-def pg_stack(tmp_path_factory: pytest.TempPathFactory, pg_database_factory) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("stack-pg"), pg_database_factory("lightbox_stack"))
+def pg_stack(
+    tmp_path_factory: pytest.TempPathFactory, pg_database_factory
+) -> Iterator[RunningStack]:
+    running = start_stack(
+        tmp_path_factory.mktemp("stack-pg"), pg_database_factory("lightbox_stack")
+    )
     yield running
     running.stack.stop()
 
