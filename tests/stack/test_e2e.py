@@ -61,8 +61,13 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_product_photo_white_studio_soft_shadow(stack: RunningStack, bottle) -> None:
-    job = submit(stack, "product-photo", encode(bottle.rgb, quality=95),
-                 preset="white-studio", shadow_type="soft")
+    job = submit(
+        stack,
+        "product-photo",
+        encode(bottle.rgb, quality=95),
+        preset="white-studio",
+        shadow_type="soft",
+    )
     assert job["status"] == "queued"
     assert job["generation_id"] == job["id"]
     assert job["credits_used"] == 7.0
@@ -93,7 +98,9 @@ def test_product_photo_white_studio_soft_shadow(stack: RunningStack, bottle) -> 
     assert abs(xs.mean() / w - 0.5) < 0.08 and abs(ys.mean() / h - 0.55) < 0.12
     # A soft shadow: grey just below the product's bottom, white far away.
     bottom = ys.max()
-    below = lum[min(h - 1, bottom + 3): min(h, bottom + 12), int(xs.mean()) - 20: int(xs.mean()) + 20]
+    below = lum[
+        min(h - 1, bottom + 3) : min(h, bottom + 12), int(xs.mean()) - 20 : int(xs.mean()) + 20
+    ]
     assert below.size and below.mean() < 250
 
 
@@ -116,10 +123,14 @@ def test_remove_background_separates_product(stack: RunningStack, bottle) -> Non
 def test_replace_background_keeps_subject_pixels(stack: RunningStack, bottle) -> None:
     source = encode(bottle.rgb, "PNG")
     cut = poll(stack, submit(stack, "remove-background", source)["id"])
-    matte = np.asarray(Image.open(io.BytesIO(requests.get(cut["output_url"], timeout=10).content)))[..., 3]
+    matte = np.asarray(Image.open(io.BytesIO(requests.get(cut["output_url"], timeout=10).content)))[
+        ..., 3
+    ]
 
-    done = poll(stack, submit(stack, "replace-background", source, prompt="#336699",
-                              output_format="png")["id"])
+    done = poll(
+        stack,
+        submit(stack, "replace-background", source, prompt="#336699", output_format="png")["id"],
+    )
     assert done["status"] == "completed", done
     out = np.asarray(Image.open(io.BytesIO(requests.get(done["output_url"], timeout=10).content)))
     assert out.shape[:2] == bottle.rgb.shape[:2]
@@ -155,8 +166,12 @@ def test_idempotent_resubmit_returns_same_job(stack: RunningStack, bottle) -> No
     assert first.json()["id"] == again.json()["id"]
     after = requests.get(f"{stack.url}/v1/account/balance", headers=stack.headers()).json()
     assert before["credits_remaining"] - after["credits_remaining"] == pytest.approx(2.0)
-    other = requests.post(f"{stack.url}/v1/image/remove-background", headers=headers,
-                          files=files, data={"crop": "true"})
+    other = requests.post(
+        f"{stack.url}/v1/image/remove-background",
+        headers=headers,
+        files=files,
+        data={"crop": "true"},
+    )
     assert other.status_code == 409
     assert other.json()["detail"]["error"] == "idempotency_conflict"
 
@@ -202,8 +217,11 @@ def test_bad_images(stack: RunningStack, bottle, payload, status, code) -> None:
         payload = encode(np.zeros((8, 8, 3), np.uint8), "PNG")
     elif payload == "huge":
         payload = encode(np.zeros((16, 5000, 3), np.uint8), "PNG")
-    r = requests.post(f"{stack.url}/v1/image/product-photo", headers=stack.headers(),
-                      files={"image": ("photo.png", payload, "image/png")})
+    r = requests.post(
+        f"{stack.url}/v1/image/product-photo",
+        headers=stack.headers(),
+        files={"image": ("photo.png", payload, "image/png")},
+    )
     assert r.status_code == status, r.text
     assert error_of(r) == code
 
@@ -224,7 +242,9 @@ def test_bad_fields_and_shapes(stack: RunningStack, bottle) -> None:
     assert r.status_code == 400 and error_of(r) == "image_required"
     r = requests.post(url, headers=stack.headers(), data=b"raw", timeout=10)
     assert r.status_code == 415 and error_of(r) == "unsupported_media_type"
-    r = requests.post(url, headers=stack.headers(), files=img, data={"image_url": "https://example.com/a.jpg"})
+    r = requests.post(
+        url, headers=stack.headers(), files=img, data={"image_url": "https://example.com/a.jpg"}
+    )
     assert r.status_code == 400 and error_of(r) == "ambiguous_image"
     r = requests.post(url, headers=stack.headers(), json={"image_url": "http://127.0.0.1:1/x.png"})
     assert r.status_code == 400 and error_of(r) == "image_url_not_allowed"
@@ -236,7 +256,8 @@ def test_bad_fields_and_shapes(stack: RunningStack, bottle) -> None:
 def test_generative_prompt_without_model_is_503_and_free(stack: RunningStack, bottle) -> None:
     before = requests.get(f"{stack.url}/v1/account/balance", headers=stack.headers()).json()
     r = requests.post(
-        f"{stack.url}/v1/image/product-photo", headers=stack.headers(),
+        f"{stack.url}/v1/image/product-photo",
+        headers=stack.headers(),
         files={"image": ("p.jpg", encode(bottle.rgb), "image/jpeg")},
         data={"preset": "custom", "background_prompt": "a bottle on a mossy rock by a waterfall"},
     )
@@ -249,11 +270,17 @@ def test_generative_prompt_without_model_is_503_and_free(stack: RunningStack, bo
 
 def test_jobs_are_private_and_links_tamper_proof(stack: RunningStack, bottle) -> None:
     done = poll(stack, submit(stack, "remove-background", encode(bottle.rgb))["id"])
-    env = dict(os.environ, LIGHTBOX_HOME=str(stack.home),
-               LIGHTBOX_DATABASE_URL=stack.stack.settings.database_url)
+    env = dict(
+        os.environ,
+        LIGHTBOX_HOME=str(stack.home),
+        LIGHTBOX_DATABASE_URL=stack.stack.settings.database_url,
+    )
     out = subprocess.run(
         [sys.executable, "-m", "services.cli", "admin", "create-key", "--credits", "5"],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     other_key = out.stdout.strip().splitlines()[-1]
     other = {"Authorization": f"Bearer {other_key}"}
@@ -265,8 +292,11 @@ def test_jobs_are_private_and_links_tamper_proof(stack: RunningStack, bottle) ->
     bal = requests.get(f"{stack.url}/v1/account/balance", headers=other).json()
     assert bal["credits_remaining"] == 5
     # Too few credits for a product photo (7): 402 naming both amounts.
-    r = requests.post(f"{stack.url}/v1/image/product-photo", headers=other,
-                      files={"image": ("p.jpg", encode(bottle.rgb), "image/jpeg")})
+    r = requests.post(
+        f"{stack.url}/v1/image/product-photo",
+        headers=other,
+        files={"image": ("p.jpg", encode(bottle.rgb), "image/jpeg")},
+    )
     assert r.status_code == 402 and error_of(r) == "insufficient_credits"
     assert r.json()["detail"]["required"] == 7 and r.json()["detail"]["available"] == 5
 
@@ -283,7 +313,11 @@ def test_readyz_reports_every_dependency(stack: RunningStack) -> None:
     r = requests.get(f"{stack.url}/readyz")
     assert r.status_code == 200
     assert r.json()["checks"] == {
-        "jobs": "ok", "database": "ok", "compositor": "ok", "triton": "ok", "storage": "ok"
+        "jobs": "ok",
+        "database": "ok",
+        "compositor": "ok",
+        "triton": "ok",
+        "storage": "ok",
     }
     assert requests.get(f"{stack.url}/healthz").json() == {"status": "ok"}
 
