@@ -102,6 +102,45 @@ def _laid_out_source(source: np.ndarray, placement: Placement) -> np.ndarray:
     return cv2.resize(crop, (placement.width, placement.height), interpolation=interp)
 
 
+def unpremultiply(rgba: np.ndarray) -> np.ndarray:
+    """Premultiplied RGBA uint8 -> straight RGBA uint8. Colour where alpha is 255
+    is unchanged, bit for bit; fully transparent pixels become (0, 0, 0, 0)."""
+    alpha = rgba[:, :, 3:4].astype(np.uint16)
+    colour = rgba[:, :, :3].astype(np.uint16) * 255 + alpha // 2
+    straight = np.where(alpha > 0, colour // np.maximum(alpha, 1), 0)
+    out = np.empty_like(rgba)
+    out[:, :, :3] = np.minimum(straight, 255)
+    out[:, :, 3] = rgba[:, :, 3]
+    return out
+
+
+def place_subject(subject: np.ndarray, spec: ComposeSpec) -> np.ndarray:
+    """subject: RGBA uint8 (H, W, 4). Returns the subject where `compose` would
+    put it: straight RGBA uint8 (canvas_h, canvas_w, 4), transparent elsewhere.
+
+    A floating shadow's lift is applied as in PLACE mode, and edge colours are
+    decontaminated as compose does, so composing this canvas again in KEEP mode
+    (decontamination off) with the same shadow gives the same picture."""
+    if subject.ndim != 3 or subject.shape[2] != 4:
+        raise InvalidParameter("subject", f"the subject must be RGBA, got shape {subject.shape}")
+    placement = _placement(subject, spec)
+    if placement is None:
+        return np.zeros_like(subject)
+    canvas = np.zeros((placement.canvas_height, placement.canvas_width, 4), np.uint8)
+    if spec.shadow is not None and spec.layout.mode is Mode.PLACE:
+        rise = round(spec.shadow.lift * max(placement.width, placement.height))
+        placement = replace(placement, top=placement.top - rise)
+    shown = visible(placement)
+    if shown is not None:
+        (cx0, cy0, cx1, cy1), (sx0, sy0, sx1, sy1) = shown
+        region, local = subject, placement
+        if spec.decontaminate:
+            region, local = _decontaminated(subject, placement)
+        placed = unpremultiply(render_subject(region, local))
+        canvas[cy0:cy1, cx0:cx1] = placed[sy0:sy1, sx0:sx1]
+    return canvas
+
+
 def compose(
     subject: np.ndarray,
     spec: ComposeSpec,

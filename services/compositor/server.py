@@ -12,9 +12,9 @@ import numpy as np
 from lightbox.v1 import compositor_pb2, compositor_pb2_grpc
 
 from services.common.grpcutil import handle_errors, make_server, mark_serving
-from services.common.rawimage import from_proto
+from services.common.rawimage import from_proto, to_proto
 from services.compositor import prompts, specs
-from services.compositor.compose import compose
+from services.compositor.compose import compose, place_subject
 from services.compositor.cutout import cutout
 from services.compositor.encode import EncodeOptions, encode
 from services.compositor.presets import PRESETS
@@ -75,6 +75,13 @@ class CompositorServicer(compositor_pb2_grpc.CompositorServiceServicer):
         return compositor_pb2.ResolvedBackground(
             drawable=resolved.drawable, preset=resolved.preset, description=resolved.description
         )
+
+    @handle_errors
+    def Place(
+        self, request: compositor_pb2.ComposeRequest, context: grpc.ServicerContext
+    ) -> compositor_pb2.RawImage:
+        spec, subject, _, _ = specs.compose_request(request, self.settings)
+        return to_proto(place_subject(subject, spec))
 
     @handle_errors
     def ListPresets(

@@ -277,3 +277,44 @@ def test_main_serves_until_sigterm(tmp_path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_place_then_keep_compose_matches_place_compose(stub, subject: np.ndarray) -> None:
+    """Place gives the layout a generated scene is painted around; composing that
+    canvas in KEEP mode must put the subject exactly where PLACE compose does."""
+    layout = place_layout(output_width=640, output_height=480, scale=0.5, x=30, y=60)
+    placed_msg = stub.Place(compose_request(subject, layout=layout))
+    assert (placed_msg.width, placed_msg.height, placed_msg.channels) == (640, 480, 4)
+    placed = np.frombuffer(placed_msg.data, np.uint8).reshape(480, 640, 4)
+    box = alpha_box(placed[:, :, 3], 0)
+    assert box is not None
+    x0, y0, x1, y1 = box
+    assert abs((x0 + x1) / 2 - 0.30 * 640) <= 1 and abs((y0 + y1) / 2 - 0.60 * 480) <= 1
+    assert abs(max(x1 - x0, y1 - y0) - 0.5 * 480) <= 1
+    assert placed[0, 0, 3] == 0
+
+    background = pb.BackgroundSpec(prompt="#223344")
+    direct = stub.Compose(compose_request(subject, layout=layout, background=background))
+    again = stub.Compose(
+        compose_request(
+            placed,
+            layout=pb.Layout(mode=KEEP),
+            background=background,
+            disable_decontamination=True,
+        )
+    )
+    _, a = decode(direct)
+    _, b = decode(again)
+    assert a.shape == b.shape == (480, 640, 3)
+    opaque = placed[:, :, 3] == 255
+    assert opaque.sum() > 1000
+    assert np.array_equal(b[opaque], placed[:, :, :3][opaque])
+    assert np.abs(a.astype(int) - b.astype(int))[opaque].max() <= 1
+
+
+def test_place_unscaled_is_bit_exact(stub, subject: np.ndarray) -> None:
+    placed_msg = stub.Place(compose_request(subject, layout=pb.Layout(mode=KEEP)))
+    placed = np.frombuffer(placed_msg.data, np.uint8).reshape(subject.shape)
+    opaque = subject[:, :, 3] == 255
+    assert np.array_equal(placed[opaque], subject[opaque])
+    assert (placed[subject[:, :, 3] == 0] == 0).all()
