@@ -11,20 +11,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import grpc
 import numpy as np
 from lightbox.v1 import compositor_pb2, compositor_pb2_grpc
 
-from services.common import imageio
+from services.common import imageio, models
 from services.common.blobstore import LocalBlobStore
 from services.common.errors import InvalidParameter, LightboxError
 from services.common.grpcutil import error_from_rpc
-from services.common.rawimage import to_proto
+from services.common.rawimage import from_proto, to_proto
 from services.jobs.engines import TritonEngines
 from services.jobs.store import JobRecord
 
 # An input alpha counts as a real cut-out only if this share of pixels is see-through.
 _INPUT_ALPHA_MIN_TRANSPARENT = 0.01
+# How far (share of the canvas's long side) the generated scene keeps away from the
+# subject's edge: the seam is then the subject's own anti-aliased alpha, not the model's.
+_SCENE_MASK_DILATION = 0.003
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Pipeline:
             "remove-background": self._remove_background,
             "product-photo": self._product_photo,
             "replace-background": self._replace_background,
+            "generate": self._generate,
         }.get(job.operation)
         if runner is None:
             raise InvalidParameter("operation", f"No pipeline for {job.operation!r}.")
@@ -81,7 +86,7 @@ class Pipeline:
             return alpha, "input-alpha"
         return self.engines.matting(rgb)
 
-    def _call(self, method: str, request: Any) -> compositor_pb2.EncodedImage:
+    def _call(self, method: str, request: Any) -> Any:
         try:
             return getattr(self.compositor, method)(request, timeout=self.compositor_timeout_s)
         except grpc.RpcError as err:
@@ -129,7 +134,6 @@ class Pipeline:
         rgb, alpha_in = self._decode(job, stage)
         alpha, matting = self._matte(rgb, alpha_in, stage)
         detail_transfer = bool(p.get("detail_transfer", False))
-        stage("compose")
         request = compositor_pb2.ComposeRequest(
             subject=to_proto(np.dstack([rgb, alpha])),
             background=background,
@@ -145,14 +149,96 @@ class Pipeline:
         )
         if preserve_shadow or detail_transfer:
             request.source.CopyFrom(to_proto(rgb))
+        engines = {"matting": matting}
+        if not self._drawable(background):
+            request, engines["background"] = self._generate_scene(request, p, stage)
+            pipeline = ["generate-background" if s == "replace-background" else s for s in pipeline]
+        stage("compose")
         out = self._call("Compose", request)
+        engines.setdefault("background", out.background_engine)
+        return Result(
+            out.data, out.format, out.width, out.height, engines=engines, pipeline=pipeline
+        )
+
+    def _drawable(self, background: compositor_pb2.BackgroundSpec) -> bool:
+        resolved = self._call(
+            "ResolveBackground",
+            compositor_pb2.ResolveBackgroundRequest(
+                preset=background.preset, prompt=background.prompt
+            ),
+        )
+        return resolved.drawable
+
+    def _generate_scene(
+        self, request: compositor_pb2.ComposeRequest, p: dict, stage: Callable[[str], None]
+    ) -> tuple[compositor_pb2.ComposeRequest, str]:
+        """A scene generated around the subject, and the request that composes the
+        subject onto it. The subject (dilated) is kept out of the generated area, and
+        the final compose lays the subject's own pixels over the scene in KEEP mode,
+        so its opaque pixels stay bit-for-bit the input's."""
+        stage("layout")
+        layout_request = compositor_pb2.ComposeRequest()
+        layout_request.CopyFrom(request)
+        layout_request.background.CopyFrom(compositor_pb2.BackgroundSpec(preset="white-studio"))
+        layout_request.ClearField("source")
+        placed = from_proto(self._call("Place", layout_request), "placed")
+        alpha = placed[:, :, 3]
+        radius = max(2, round(max(alpha.shape) * _SCENE_MASK_DILATION))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        keep_out = cv2.dilate((alpha > 0).astype(np.uint8), kernel) > 0
+        stage("generate-background")
+        scene = self.engines.inpaint(
+            _extend_edges(placed, radius),
+            ~keep_out,
+            prompt=str(p.get("background_prompt") or p.get("prompt") or ""),
+            negative_prompt=p.get("negative_prompt") or None,
+            steps=int(p["steps"]) if p.get("steps") else None,
+            guidance_scale=float(p["guidance_scale"]) if p.get("guidance_scale") else None,
+            seed=int(p["seed"]) if p.get("seed") is not None else None,
+        )
+        final = compositor_pb2.ComposeRequest()
+        final.CopyFrom(request)
+        final.subject.CopyFrom(to_proto(placed))
+        final.background.CopyFrom(compositor_pb2.BackgroundSpec(image=to_proto(scene)))
+        final.layout.CopyFrom(compositor_pb2.Layout(mode=compositor_pb2.LAYOUT_MODE_KEEP))
+        # Place already cleaned the edge colours of the laid-out subject.
+        final.disable_decontamination = True
+        if request.layout.mode != compositor_pb2.LAYOUT_MODE_KEEP:
+            # The source photo is at the input's size, not the canvas's.
+            final.ClearField("source")
+            final.preserve_shadow = False
+        return final, models.SDXL_INPAINT
+
+    def _generate(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
+        p = job.params
+        stage("generate")
+        rgb, engine = self.engines.generate(
+            str(p.get("prompt") or ""),
+            negative_prompt=p.get("negative_prompt") or None,
+            width=int(p.get("width") or 1024),
+            height=int(p.get("height") or 1024),
+            steps=int(p["steps"]) if p.get("steps") else None,
+            guidance_scale=float(p["guidance_scale"]) if p.get("guidance_scale") else None,
+            seed=int(p["seed"]) if p.get("seed") is not None else None,
+        )
+        stage("encode")
+        out = self._call(
+            "Encode",
+            compositor_pb2.EncodeRequest(
+                image=to_proto(rgb),
+                encode=compositor_pb2.EncodeSpec(
+                    format=str(p.get("output_format") or "png"),
+                    quality=int(p.get("image_quality") or 0),
+                ),
+            ),
+        )
         return Result(
             out.data,
             out.format,
             out.width,
             out.height,
-            engines={"matting": matting, "background": out.background_engine},
-            pipeline=pipeline,
+            engines={"generate": engine},
+            pipeline=["generate"],
         )
 
     def _product_photo(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
@@ -199,6 +285,20 @@ class Pipeline:
             preserve_shadow=bool(p.get("preserve_shadow", True)),
             pipeline=["remove-background", "replace-background"],
         )
+
+
+def _extend_edges(rgba: np.ndarray, radius: int) -> np.ndarray:
+    """RGB uint8 where transparent pixels take the colour of the nearby subject
+    (a normalised blur of premultiplied colour). The thin un-generated ring around
+    the subject then matches the subject's own edge, so no dark or grey halo shows
+    through its soft alpha in the final composite."""
+    a = rgba[:, :, 3:4].astype(np.float32) / 255
+    rgb = rgba[:, :, :3].astype(np.float32)
+    sigma = 2.0 * radius
+    spread_rgb = cv2.GaussianBlur(rgb * a, (0, 0), sigma)
+    spread_a = cv2.GaussianBlur(a[:, :, 0], (0, 0), sigma)[:, :, None]
+    fill = np.where(spread_a > 1e-4, spread_rgb / np.maximum(spread_a, 1e-4), 127.0)
+    return np.clip(rgb * a + fill * (1 - a), 0, 255).round().astype(np.uint8)
 
 
 def is_transient(err: BaseException) -> bool:
