@@ -13,6 +13,22 @@ FACE_RESTORE = "face_codeformer"
 SDXL = "sdxl"
 SDXL_INPAINT = "sdxl_inpaint"
 FLUX_SCHNELL = "flux_schnell"
+# Embedded engines (python-backend models, CPU, no weights).
+UPSCALE_LANCZOS = "upscale_lanczos"
+INPAINT_TELEA = "inpaint_telea"
+
+# Production front models are python-backend (or ensemble) models with uint8 image
+# signatures; the weights sit in the ONNX models they call, installed with
+# `lightbox models install NAME FILE.onnx`. A front is usable only when every model it
+# calls is ready too.
+REQUIRES: dict[str, tuple[str, ...]] = {
+    MATTING_BIREFNET: ("matting_birefnet_onnx",),
+    UPSCALE_ESRGAN: ("upscale_realesrgan_onnx",),
+    INPAINT_LAMA: ("inpaint_lama_onnx",),
+    SEGMENT_CLIPSEG: ("segment_clipseg_onnx",),
+    FACE_DETECTOR: ("face_detector_onnx",),
+    FACE_RESTORE: ("face_codeformer_onnx", FACE_DETECTOR, "face_detector_onnx"),
+}
 
 INSTALL_HINT: dict[str, str] = {
     SDXL: "Export an SDXL checkpoint with `lightbox models export sdxl DIFFUSERS_DIR`.",
@@ -21,6 +37,13 @@ INSTALL_HINT: dict[str, str] = {
     FLUX_SCHNELL: "Deploy a FLUX.1-schnell pipeline into the model repository.",
     FACE_RESTORE: "Install CodeFormer and a face detector with `lightbox models install "
     "face_codeformer FILE.onnx` and `lightbox models install face_detector FILE.onnx`.",
+    MATTING_BIREFNET: "Install BiRefNet with `lightbox models install matting_birefnet FILE.onnx`.",
+    UPSCALE_ESRGAN: "Install Real-ESRGAN with `lightbox models install upscale_realesrgan "
+    "FILE.onnx`, or export a checkpoint with `lightbox models export upscale_realesrgan "
+    "FILE.pth`.",
+    INPAINT_LAMA: "Install LaMa with `lightbox models install inpaint_lama FILE.onnx`.",
+    FACE_DETECTOR: "Install a YuNet face detector with `lightbox models install face_detector "
+    "FILE.onnx`.",
     SEGMENT_CLIPSEG: "Install CLIPSeg with `lightbox models install segment_clipseg FILE.onnx`,"
     " or send a `mask` instead of a prompt.",
 }

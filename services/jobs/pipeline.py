@@ -67,6 +67,9 @@ class Pipeline:
             "product-photo": self._product_photo,
             "replace-background": self._replace_background,
             "generate": self._generate,
+            "upscale": self._upscale,
+            "remove-object": self._remove_object,
+            "restore-face": self._restore_face,
         }.get(job.operation)
         if runner is None:
             raise InvalidParameter("operation", f"No pipeline for {job.operation!r}.")
@@ -285,6 +288,108 @@ class Pipeline:
             preserve_shadow=bool(p.get("preserve_shadow", True)),
             pipeline=["remove-background", "replace-background"],
         )
+
+    def _encode_pixels(
+        self, pixels: np.ndarray, p: dict[str, Any], default_format: str
+    ) -> compositor_pb2.EncodedImage:
+        return self._call(
+            "Encode",
+            compositor_pb2.EncodeRequest(
+                image=to_proto(pixels),
+                encode=compositor_pb2.EncodeSpec(
+                    format=str(p.get("output_format") or default_format),
+                    quality=int(p.get("image_quality") or 0),
+                ),
+            ),
+        )
+
+    def _upscale(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
+        p = job.params
+        scale = int(p.get("scale") or 4)
+        rgb, alpha = self._decode(job, stage)
+        stage("upscale")
+        out, engine = self.engines.upscale(rgb, scale)
+        if alpha is not None:
+            # No model draws alpha: a cut-out's edge is resampled to stay on its pixels.
+            size = (out.shape[1], out.shape[0])
+            out = np.dstack([out, cv2.resize(alpha, size, interpolation=cv2.INTER_LANCZOS4)])
+        stage("encode")
+        encoded = self._encode_pixels(out, p, "png")
+        return Result(
+            encoded.data,
+            encoded.format,
+            encoded.width,
+            encoded.height,
+            engines={"upscale": engine},
+            pipeline=["upscale"],
+        )
+
+    def _remove_object(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
+        """Erase what the uploaded mask marks (job.inputs["mask"], white = remove) or,
+        without a mask, what params["prompt"] names. With a mask the prompt is not
+        used, so a masked request never needs CLIPSeg (see Availability.check)."""
+        p = job.params
+        rgb, alpha = self._decode(job, stage)
+        mask = None
+        if job.inputs.get("mask"):
+            mask = _mask_from(self.blobs.get(job.inputs["mask"]), rgb.shape[:2])
+        stage("remove-object")
+        out, engines = self.engines.remove_object(rgb, mask, str(p.get("prompt") or "") or None)
+        if alpha is not None:
+            out = np.dstack([out, alpha])
+        stage("encode")
+        encoded = self._encode_pixels(out, p, "png")
+        return Result(
+            encoded.data,
+            encoded.format,
+            encoded.width,
+            encoded.height,
+            engines=engines,
+            pipeline=["remove-object"],
+        )
+
+    def _restore_face(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
+        p = job.params
+        fidelity = float(p["fidelity"]) if p.get("fidelity") is not None else 0.5
+        rgb, alpha = self._decode(job, stage)
+        stage("restore-face")
+        out, _faces = self.engines.restore_faces(rgb, fidelity)
+        if alpha is not None:
+            out = np.dstack([out, alpha])
+        stage("encode")
+        encoded = self._encode_pixels(out, p, "png")
+        return Result(
+            encoded.data,
+            encoded.format,
+            encoded.width,
+            encoded.height,
+            engines={"face-detection": "face-detector", "restore-face": "codeformer"},
+            pipeline=["restore-face"],
+        )
+
+
+def _mask_from(data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """The uploaded remove-object mask as uint8 HxW, 255 = remove: white (luma >= 128)
+    pixels, and only where the file is opaque (a transparent PNG with white strokes
+    marks the strokes)."""
+    rgb, alpha = imageio.decode(data)
+    if rgb.shape[:2] != tuple(shape[:2]):
+        raise InvalidParameter(
+            "mask",
+            f"The mask is {rgb.shape[1]}x{rgb.shape[0]}; the image is {shape[1]}x{shape[0]}.",
+            guidance="Send a mask of the image's size: white = remove, black = keep.",
+        )
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16)
+    if alpha is not None:
+        luma = luma * alpha.astype(np.uint16) // 255
+    mask = np.where(luma >= 128, 255, 0).astype(np.uint8)
+    if not mask.any():
+        raise InvalidParameter(
+            "mask",
+            "The mask marks nothing to remove.",
+            guidance="Paint what to remove in white on black.",
+        )
+    return mask
 
 
 def _extend_edges(rgba: np.ndarray, radius: int) -> np.ndarray:

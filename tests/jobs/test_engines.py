@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from services.common.errors import InvalidImage, ModelUnavailable, ServiceUnavailable
+from services.common.errors import (
+    InvalidImage,
+    InvalidParameter,
+    ModelUnavailable,
+    ServiceUnavailable,
+)
 from services.common.samples import make_sample
 from services.common.triton import MODEL_REPOSITORY, TritonProcess, free_port
 from services.jobs.engines import TritonEngines
@@ -118,3 +123,50 @@ def test_engine_choice_follows_readiness_and_never_falls_back(
             engines.matting(SAMPLE.rgb)
     finally:
         client.close()
+
+
+# -- upscale, remove-object, restore-face on the embedded engines ---------------------------
+
+
+def test_upscale_is_served_by_lanczos_when_realesrgan_is_absent(
+    triton_server: TritonProcess,
+) -> None:
+    out, engine = TritonEngines(triton_server.grpc_addr).upscale(SAMPLE.rgb[:100, :80], 2)
+    assert engine == "lanczos"
+    assert out.shape == (200, 160, 3) and out.dtype == np.uint8
+
+
+def test_upscale_refuses_a_scale_before_any_call() -> None:
+    engines = TritonEngines(f"127.0.0.1:{free_port()}", timeout_s=2)
+    with pytest.raises(InvalidParameter, match="scale must be 2 or 4"):
+        engines.upscale(SAMPLE.rgb, 3)
+
+
+def test_upscale_past_the_model_limit_is_invalid_image(triton_server: TritonProcess) -> None:
+    with pytest.raises(InvalidImage, match="limit is 8192"):
+        TritonEngines(triton_server.grpc_addr).upscale(np.zeros((16, 2100, 3), np.uint8), 4)
+
+
+def test_remove_object_with_a_mask_uses_telea_and_no_segmentation(
+    triton_server: TritonProcess,
+) -> None:
+    photo = np.full((96, 128, 3), 180, np.uint8)
+    photo[40:60, 50:80] = (10, 200, 10)
+    mask = np.zeros((96, 128), np.uint8)
+    mask[38:62, 48:82] = 255
+    out, used = TritonEngines(triton_server.grpc_addr).remove_object(photo, mask, "the cup")
+    assert used == {"inpaint": "telea"}
+    assert np.abs(out.astype(int) - 180).max() <= 4
+
+
+def test_remove_object_by_prompt_needs_clipseg(triton_server: TritonProcess) -> None:
+    with pytest.raises(ModelUnavailable, match="segment_clipseg") as err:
+        TritonEngines(triton_server.grpc_addr).remove_object(SAMPLE.rgb, None, "the mug")
+    assert err.value.extra["model"] == "segment_clipseg"
+    assert "lightbox models install segment_clipseg" in err.value.guidance
+
+
+def test_restore_faces_has_no_embedded_engine(triton_server: TritonProcess) -> None:
+    with pytest.raises(ModelUnavailable, match="face_codeformer") as err:
+        TritonEngines(triton_server.grpc_addr).restore_faces(SAMPLE.rgb, 0.5)
+    assert "face_detector" in str(err.value)

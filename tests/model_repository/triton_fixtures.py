@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,23 +26,40 @@ from services.common.triton import MODEL_REPOSITORY, TritonProcess, warm_numba
 
 REPO = Path(__file__).resolve().parents[2]
 NUMBA_CACHE = REPO / ".lightbox" / "numba_cache"
-MATTING_PY = MODEL_REPOSITORY / "matting_classical" / "1" / "matting.py"
+
+# The weight-free engines every deployment serves.
+EMBEDDED_MODELS = ("matting_classical", "upscale_lanczos", "inpaint_telea")
 
 _SHARED: dict[str, TritonProcess] = {}
 
 
-def load_matting() -> ModuleType:
-    """The model's algorithm module, imported from its file (the version folder `1`
-    is not a package)."""
-    name = "matting_classical_algorithm"
+def load_model_module(model: str, module: str) -> ModuleType:
+    """`model_repository/<model>/1/<module>.py`, imported from its file (the version
+    folder `1` is not a package)."""
+    name = f"{model}_{module}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, MATTING_PY)
+    spec = importlib.util.spec_from_file_location(
+        name, MODEL_REPOSITORY / model / "1" / f"{module}.py"
+    )
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def config_parameters(model: str, repository: Path = MODEL_REPOSITORY) -> dict[str, str]:
+    """The `parameters` of `<repository>/<model>/config.pbtxt` as strings, the way the
+    python backend hands them to the model."""
+    text = (repository / model / "config.pbtxt").read_text()
+    pairs = re.findall(r'key:\s*"([^"]+)",?\s*value:\s*{\s*string_value:\s*"([^"]*)"', text)
+    return dict(pairs)
+
+
+def load_matting() -> ModuleType:
+    """The classical matting algorithm module."""
+    return load_model_module("matting_classical", "matting")
 
 
 @pytest.fixture(scope="session")
@@ -63,18 +81,19 @@ def matting(numba_cache: Path) -> ModuleType:
 def triton_server(
     numba_cache: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TritonProcess]:
-    """tritonserver on free ports serving matting_classical from the real model
-    repository."""
+    """tritonserver on free ports serving the embedded engines (matting_classical,
+    upscale_lanczos, inpaint_telea) from the real model repository."""
     owner = "server" not in _SHARED
     if owner:
         _SHARED["server"] = TritonProcess.start(
             MODEL_REPOSITORY,
             tmp_path_factory.mktemp("triton"),
-            # Only this model: others share model_repository/ and have their own tests.
+            # Only these: the production models need installed weights and have their
+            # own servers (tests/models).
             model_control="explicit",
-            load_models=["matting_classical"],
+            load_models=list(EMBEDDED_MODELS),
             numba_cache_dir=numba_cache,
-            ready_models=["matting_classical"],
+            ready_models=list(EMBEDDED_MODELS),
         )
     yield _SHARED["server"]
     if owner:
