@@ -57,6 +57,7 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
 MD_CODE = "lightbox-error-code"
 MD_GUIDANCE = "lightbox-error-guidance"
 MD_FIELD = "lightbox-error-field"
+MD_EXTRA = "lightbox-error-extra"  # JSON object: the error's extra body fields
 
 
 class LightboxError(Exception):

@@ -4,6 +4,7 @@ health service, domain-error mapping in one place, and channel creation."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from concurrent import futures
@@ -15,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from services.common.errors import (
     GRPC_TO_HTTP,
     MD_CODE,
+    MD_EXTRA,
     MD_FIELD,
     MD_GUIDANCE,
     LightboxError,
@@ -44,6 +46,9 @@ def handle_errors(method: F) -> F:
             md = [(MD_CODE, err.code), (MD_GUIDANCE, err.guidance)]
             if err.field:
                 md.append((MD_FIELD, err.field))
+            extra = {k: v for k, v in err.extra.items() if k != "field"}
+            if extra:
+                md.append((MD_EXTRA, json.dumps(extra, default=str)))
             context.set_trailing_metadata(tuple(md))
             context.abort(err.grpc_status, err.message)
         except Exception:
@@ -54,16 +59,39 @@ def handle_errors(method: F) -> F:
 
 
 def error_from_rpc(err: grpc.RpcError) -> LightboxError:
-    """Rebuild the domain error a peer raised (the inverse of handle_errors)."""
-    md = dict(err.trailing_metadata() or ())  # type: ignore[attr-defined]
+    """Rebuild the domain error a peer raised (the inverse of handle_errors), for
+    sync and asyncio calls alike. A peer that did not answer at all is
+    `service_unavailable` (transient), with a message that leaks no internals."""
+    md = {k: v for k, v in (err.trailing_metadata() or ())}  # type: ignore[attr-defined]
     status = err.code()  # type: ignore[attr-defined]
+    code = md.get(MD_CODE)
     message = err.details() or status.name  # type: ignore[attr-defined]
-    code = md.get(MD_CODE) or GRPC_TO_HTTP.get(status, (500, "internal_error"))[1]
-    if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not md.get(
-        MD_CODE
-    ):
-        code = "service_unavailable"
-    return LightboxError(message, code=code, guidance=md.get(MD_GUIDANCE), field=md.get(MD_FIELD))
+    if not code:
+        if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            code = "service_unavailable"
+        else:
+            code = GRPC_TO_HTTP.get(status, (500, "internal_error"))[1]
+        if code in ("service_unavailable", "internal_error"):
+            message = "A Lightbox service did not answer; try again shortly."
+    return LightboxError(
+        message,
+        code=str(code),
+        guidance=md.get(MD_GUIDANCE),
+        field=md.get(MD_FIELD),
+        extra=extra_from_metadata(md),
+    )
+
+
+def extra_from_metadata(md: dict[str, str]) -> dict[str, Any]:
+    """The extra body fields a peer attached to its error, if any."""
+    raw = md.get(MD_EXTRA)
+    if not raw:
+        return {}
+    try:
+        extra = json.loads(raw)
+    except ValueError:
+        return {}
+    return extra if isinstance(extra, dict) else {}
 
 
 def make_server(

@@ -9,26 +9,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lightbox.v1 import accounts_pb2_grpc, compositor_pb2_grpc, jobs_pb2_grpc
 
-from services.common.errors import MD_CODE, MD_FIELD, MD_GUIDANCE, LightboxError
-from services.common.errors import GRPC_TO_HTTP
-from services.common.grpcutil import CHANNEL_OPTIONS
+from services.common.grpcutil import CHANNEL_OPTIONS, error_from_rpc
 from services.common.logs import request_id
-
-
-def rpc_error(err: grpc.aio.AioRpcError) -> LightboxError:
-    md = {k: v for k, v in (err.trailing_metadata() or ())}
-    status = err.code()
-    code = md.get(MD_CODE)
-    if not code:
-        code = (
-            "service_unavailable"
-            if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-            else GRPC_TO_HTTP.get(status, (500, "internal_error"))[1]
-        )
-    message = err.details() or status.name
-    if code in ("service_unavailable", "internal_error") and not md.get(MD_CODE):
-        message = "A Lightbox service did not answer; try again shortly."
-    return LightboxError(message, code=str(code), guidance=md.get(MD_GUIDANCE), field=md.get(MD_FIELD))
 
 
 class Clients:
@@ -52,7 +34,7 @@ class Clients:
                 metadata=(("x-request-id", request_id.get()),),
             )
         except grpc.aio.AioRpcError as err:
-            raise rpc_error(err) from None
+            raise error_from_rpc(err) from None
 
     async def healthy(self, which: str, service: str = "") -> bool:
         stub = self._jobs_health if which == "jobs" else self._compositor_health

@@ -238,8 +238,11 @@ def test_bad_fields_and_shapes(stack: RunningStack, bottle) -> None:
     assert r.status_code == 422 and error_of(r) == "invalid_parameter"
     r = requests.post(url, headers=stack.headers(), files=img, data={"aspect_ratio": "0:5"})
     assert r.status_code == 422 and r.json()["detail"]["field"] == "aspect_ratio"
-    r = requests.post(url, headers=stack.headers(), data={"preset": "white-studio"})
+    no_image = {"preset": (None, "white-studio")}  # multipart, but no file
+    r = requests.post(url, headers=stack.headers(), files=no_image)
     assert r.status_code == 400 and error_of(r) == "image_required"
+    r = requests.post(url, headers=stack.headers(), data={"preset": "white-studio"})
+    assert r.status_code == 415 and error_of(r) == "unsupported_media_type"
     r = requests.post(url, headers=stack.headers(), data=b"raw", timeout=10)
     assert r.status_code == 415 and error_of(r) == "unsupported_media_type"
     r = requests.post(
