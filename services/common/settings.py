@@ -31,6 +31,9 @@ class CommonSettings(BaseSettings):
     triton_http_host: str = "127.0.0.1"
     triton_metrics_port: int = 0
     log_level: str = "INFO"
+    # Where servers listen. Loopback by default; containers set 0.0.0.0. The *_addr
+    # settings are where clients dial, which in a cluster is another host's name.
+    bind_host: str = "127.0.0.1"
     # pymatting's compiled kernels; shared between stacks so the ~40 s compile happens once.
     numba_cache_dir: Path | None = None
 
@@ -50,6 +53,10 @@ class CommonSettings(BaseSettings):
         self.triton_http_port = self.triton_http_port or p + 4
         self.triton_metrics_port = self.triton_metrics_port or p + 5
         return self
+
+    def bind_address(self, dial_address: str) -> str:
+        """The listen address for a server that clients reach at `dial_address`."""
+        return f"{self.bind_host}:{dial_address.rsplit(':', 1)[1]}"
 
     @property
     def blob_root(self) -> Path:

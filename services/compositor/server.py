@@ -102,7 +102,8 @@ def build_server(
     port 0 picks one), with the health service marked SERVING. Not started:
     call `server.start()`. Returns (server, bound port)."""
     server, port, health = make_server(
-        address or settings.compositor_addr, max_workers=settings.compositor_workers
+        address or settings.bind_address(settings.compositor_addr),
+        max_workers=settings.compositor_workers,
     )
     compositor_pb2_grpc.add_CompositorServiceServicer_to_server(
         CompositorServicer(settings), server
