@@ -329,7 +329,10 @@ def _export_one(module: Any, args: tuple[Any, ...], component: str, dest: Path, 
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", UserWarning)
             # The TorchScript exporter: it traces SDXL's UNet in seconds, where the
-            # dynamo exporter needs onnxscript and minutes.
+            # dynamo exporter needs onnxscript and minutes. torch marks it deprecated
+            # (still present in 2.13); the version is pinned in pyproject.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
             torch.onnx.export(
                 module,
                 args,
