@@ -28,7 +28,18 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     SEGMENT_CLIPSEG: ("segment_clipseg_onnx",),
     FACE_DETECTOR: ("face_detector_onnx",),
     FACE_RESTORE: ("face_codeformer_onnx", FACE_DETECTOR, "face_detector_onnx"),
+    # The SDXL pipeline models drive their exported components over BLS.
+    SDXL: tuple(f"{SDXL}_{c}" for c in ("text_encoder", "text_encoder_2", "unet", "vae_decoder")),
+    SDXL_INPAINT: tuple(
+        f"{SDXL_INPAINT}_{c}"
+        for c in ("text_encoder", "text_encoder_2", "unet", "vae_encoder", "vae_decoder")
+    ),
 }
+
+
+def usable(model: str, ready: set[str]) -> bool:
+    """Whether `model` and every model it calls are ready."""
+    return model in ready and all(dep in ready for dep in REQUIRES.get(model, ()))
 
 INSTALL_HINT: dict[str, str] = {
     SDXL: "Export an SDXL checkpoint with `lightbox models export sdxl DIFFUSERS_DIR`.",

@@ -42,7 +42,7 @@ class Availability:
         return names
 
     def _require(self, model: str, what: str) -> None:
-        if model not in self.ready():
+        if not models.usable(model, self.ready()):
             raise ModelUnavailable(
                 f"{what} needs the '{model}' model, which is not deployed on this server.",
                 guidance=models.INSTALL_HINT.get(
