@@ -176,6 +176,9 @@ def compose(
 
     if background_image is not None:
         canvas = cover(background_image, cw, ch)
+        if not canvas.flags.writeable:
+            # Already the canvas's size: a view of the caller's (read-only) buffer.
+            canvas = canvas.copy()
         engine = "image"
     else:
         canvas = draw_background(spec.background, cw, ch, spec.seed)

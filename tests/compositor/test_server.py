@@ -318,3 +318,22 @@ def test_place_unscaled_is_bit_exact(stub, subject: np.ndarray) -> None:
     opaque = subject[:, :, 3] == 255
     assert np.array_equal(placed[opaque], subject[opaque])
     assert (placed[subject[:, :, 3] == 0] == 0).all()
+
+
+def test_background_image_at_canvas_size_takes_shadows(stub, subject: np.ndarray) -> None:
+    """A scene made elsewhere at exactly the canvas size (as the generated-scene path
+    sends it) arrives as a read-only buffer; shadows must still be drawn onto it."""
+    scene = np.full((*subject.shape[:2], 3), (90, 140, 60), np.uint8)
+    out = stub.Compose(
+        compose_request(
+            subject,
+            layout=pb.Layout(mode=KEEP),
+            background=pb.BackgroundSpec(image=to_proto(scene)),
+            shadow=pb.ShadowSpec(type="soft"),
+        )
+    )
+    assert out.background_engine == "image"
+    _, px = decode(out)
+    assert tuple(px[2, 2]) == (90, 140, 60)
+    clear = subject[:, :, 3] == 0
+    assert (px[clear].astype(int).sum(axis=1) < 90 + 140 + 60).any()  # shadow darkened some

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.common.settings import CommonSettings
+from services.common.triton import MODEL_REPOSITORY
 from services.stack import Stack
 from tests.conftest import NUMBA_CACHE, free_port_block
 
@@ -27,14 +28,16 @@ class RunningStack:
         return {"Authorization": f"Bearer {self.key}", **extra}
 
 
-def start_stack(home: Path, database_url: str = "") -> RunningStack:
+def start_stack(
+    home: Path, database_url: str = "", model_repository: Path = MODEL_REPOSITORY
+) -> RunningStack:
     settings = CommonSettings(
         home=home,
         http_port=free_port_block(6),
         database_url=database_url,
         numba_cache_dir=NUMBA_CACHE,
     )
-    stack = Stack(settings=settings, log_path=home / "stack.log")
+    stack = Stack(settings=settings, log_path=home / "stack.log", model_repository=model_repository)
     key = stack.prepare()
     stack.start()
     try:
