@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed
 PROTO_SRC := $(wildcard protos/lightbox/v1/*.proto)
 GEN_STAMP := gen/.stamp
 
-.PHONY: venv protos run test test-fast lint demo bench models clean
+.PHONY: venv protos run test lint demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,models]'
 	echo "$(CURDIR)/gen" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lightbox-gen.pth
 	touch $@
 
@@ -33,6 +33,10 @@ demo: $(GEN_STAMP)
 
 test: $(GEN_STAMP)
 	$(PY) -m pytest -q
+
+# Every benchmark script in bench/; each writes bench/results/<name>.json and prints a table.
+bench: $(GEN_STAMP)
+	@set -e; for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests
