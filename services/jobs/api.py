@@ -3,7 +3,10 @@ wire and the JobStore. Errors are domain exceptions; `handle_errors` maps them."
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -11,6 +14,7 @@ from lightbox.v1 import accounts_pb2, accounts_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 
 from services.common.errors import InvalidParameter, Unauthorized
 from services.common.grpcutil import handle_errors
+from services.common.logs import request_id
 from services.common.operations import Operation
 from services.jobs.availability import Availability
 from services.jobs.convert import job_to_proto
@@ -18,6 +22,8 @@ from services.jobs.settings import JobsSettings
 from services.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 PROMPT_FIELDS = ("prompt", "background_prompt", "scene_prompt", "negative_prompt", "lighting_prompt")
 
@@ -30,6 +36,22 @@ def blocked_reason(params: dict, denylist: list[str]) -> str | None:
             if word and word.lower() in text:
                 return f"The {field} contains a term this server does not allow."
     return None
+
+
+def with_request_id(method: F) -> F:
+    """Log under the caller's X-Request-ID (the gateway sends it as metadata), so
+    one request can be followed from the gateway's log into this one."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        metadata = dict(context.invocation_metadata() or ())
+        token = request_id.set(str(metadata.get("x-request-id") or "-")[:128])
+        try:
+            return method(self, request, context)
+        finally:
+            request_id.reset(token)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class JobService(jobs_pb2_grpc.JobServiceServicer):
@@ -45,6 +67,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self.availability = availability
         self.settings = settings
 
+    @with_request_id
     @handle_errors
     def SubmitJob(
         self, request: jobs_pb2.SubmitJobRequest, context: grpc.ServicerContext
@@ -77,10 +100,12 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         )
         return jobs_pb2.SubmitJobResponse(job=job_to_proto(job), replayed=replayed)
 
+    @with_request_id
     @handle_errors
     def GetJob(self, request: jobs_pb2.GetJobRequest, context: grpc.ServicerContext) -> jobs_pb2.Job:
         return job_to_proto(self.store.get(request.job_id, account_id=request.account_id))
 
+    @with_request_id
     @handle_errors
     def ListJobs(
         self, request: jobs_pb2.ListJobsRequest, context: grpc.ServicerContext
@@ -95,17 +120,45 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             jobs=[job_to_proto(j) for j in jobs], next_cursor=cursor or ""
         )
 
+    @with_request_id
     @handle_errors
     def CancelJob(
         self, request: jobs_pb2.CancelJobRequest, context: grpc.ServicerContext
     ) -> jobs_pb2.Job:
         return job_to_proto(self.store.cancel(request.job_id, request.account_id))
 
+    @with_request_id
+    @handle_errors
+    def ListOperations(
+        self, request: jobs_pb2.ListOperationsRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ListOperationsResponse:
+        return jobs_pb2.ListOperationsResponse(
+            operations=[
+                jobs_pb2.OperationInfo(
+                    name=op.name,
+                    credits=op.credits,
+                    pipeline=list(op.pipeline),
+                    estimated_seconds=op.estimated_seconds,
+                    description=op.description,
+                    takes_image=op.takes_image,
+                )
+                for op in self.operations.values()
+            ]
+        )
+
+    @with_request_id
+    @handle_errors
+    def GetQueueStats(
+        self, request: jobs_pb2.GetQueueStatsRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.QueueStats:
+        return jobs_pb2.QueueStats(queued=self.store.queue_depth())
+
 
 class AccountService(accounts_pb2_grpc.AccountServiceServicer):
     def __init__(self, store: JobStore) -> None:
         self.store = store
 
+    @with_request_id
     @handle_errors
     def Authenticate(
         self, request: accounts_pb2.AuthenticateRequest, context: grpc.ServicerContext
@@ -123,6 +176,7 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
             key_id=key.id,
         )
 
+    @with_request_id
     @handle_errors
     def GetBalance(
         self, request: accounts_pb2.GetBalanceRequest, context: grpc.ServicerContext

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from services.common.settings import CommonSettings
 
@@ -19,7 +23,26 @@ class JobsSettings(CommonSettings):
     compositor_timeout_seconds: float = Field(120.0, gt=0)
     # Concurrent pipelines in one worker process.
     worker_threads: int = Field(1, ge=1, le=64)
+    # Where a worker serves its Prometheus metrics (stage timings); default
+    # LIGHTBOX_HTTP_PORT + 6, 0 turns them off.
+    worker_metrics_port: int | None = Field(None, ge=0, le=65535)
     # Prompts containing one of these words are blocked and not charged.
-    content_denylist: list[str] = Field(
+    # LIGHTBOX_CONTENT_DENYLIST: a JSON list or comma-separated terms ("" disables it).
+    content_denylist: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["nude", "naked", "gore", "beheading", "child abuse"]
     )
+
+    @model_validator(mode="after")
+    def _metrics_port(self) -> JobsSettings:
+        if self.worker_metrics_port is None:
+            self.worker_metrics_port = self.http_port + 6
+        return self
+
+    @field_validator("content_denylist", mode="before")
+    @classmethod
+    def _terms(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            terms = json.loads(text) if text.startswith("[") else text.split(",")
+            return [str(t).strip() for t in terms if str(t).strip()]
+        return value

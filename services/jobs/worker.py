@@ -17,6 +17,7 @@ from lightbox.v1 import compositor_pb2_grpc
 from services.common.blobstore import LocalBlobStore
 from services.common.grpcutil import channel
 from services.common.logs import request_id, setup_logging
+from services.jobs import metrics
 from services.jobs.engines import TritonEngines
 from services.jobs.pipeline import Pipeline, elapsed_ms, is_transient
 from services.jobs.settings import JobsSettings
@@ -88,11 +89,18 @@ class Worker:
     def _run(self, job: JobRecord) -> None:
         token = request_id.set(job.id)
         start = time.monotonic()
+        timer = metrics.METRICS.timer(job.operation)
+        outcome = "error"
         log.info("claimed %s (%s), attempt %d", job.id, job.operation, job.attempts)
         try:
             with _Lease(self.store, job.id, self.worker_id, self.settings) as lease:
+
+                def stage(name: str) -> None:
+                    timer.enter(name)
+                    lease.set_stage(name)
+
                 try:
-                    result = self.pipeline.run(job, lease.set_stage)
+                    result = self.pipeline.run(job, stage)
                 except Exception as err:
                     transient = is_transient(err)
                     code = getattr(err, "code", "internal_error")
@@ -106,16 +114,19 @@ class Worker:
                         exc_info=not hasattr(err, "code"),
                     )
                     if lease.lost.is_set():
+                        outcome = "lease_lost"
                         return
+                    outcome = "failed"
                     self.store.fail(
                         job.id, self.worker_id, code=code, message=message, transient=transient,
                         retry_base_seconds=self.settings.retry_base_seconds,
                     )
                     return
                 if lease.lost.is_set():
+                    outcome = "lease_lost"
                     log.warning("lease on %s lost; dropping its result", job.id)
                     return
-                lease.set_stage("store")
+                stage("store")
                 suffix = "." + ("jpg" if result.format == "jpeg" else result.format)
                 key = self.pipeline.blobs.put(result.data, "outputs", suffix)
                 done = self.store.complete(
@@ -127,11 +138,14 @@ class Worker:
                 )
                 if not done:
                     # Someone else owns the job now; our output is an orphan.
+                    outcome = "lease_lost"
                     self.pipeline.blobs.delete(key)
                     log.warning("completion of %s refused: lease lost", job.id)
                 else:
+                    outcome = "completed"
                     log.info("completed %s in %d ms", job.id, elapsed_ms(start))
         finally:
+            timer.finish(outcome)
             request_id.reset(token)
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -161,6 +175,8 @@ def main() -> None:
     setup_logging(settings.log_level, "worker")
     store = JobStore(settings.database_url)
     store.migrate()
+    assert settings.worker_metrics_port is not None
+    metrics.serve(settings.worker_metrics_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
