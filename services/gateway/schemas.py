@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 _ASPECT = re.compile(r"^\s*(\d{1,5})\s*:\s*(\d{1,5})(\s*\(.*\))?\s*$")
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 MAX_OUTPUT_SIDE = 4096
+# Upscaled results are bounded separately: a 2048 px input at 4x is the largest.
+MAX_UPSCALED_SIDE = 8192
 
 
 class ShadowType(StrEnum):
@@ -55,17 +64,33 @@ class BlendMode(StrEnum):
 Prompt = Annotated[str, Field(max_length=2000)]
 
 
+class FieldError(ValueError):
+    """A cross-field problem blamed on one field, so that the 422 can name it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class GenerateModel(StrEnum):
+    sdxl = "sdxl"
+    flux_schnell = "flux-schnell"
+
+
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # NaN and infinity pass range checks in odd ways and are not JSON: refused.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
     webhook_url: str | None = Field(
-        None, max_length=2048, description="POSTed the job body when it ends (see Webhooks)."
+        None,
+        max_length=2048,
+        description="http(s) URL on a public address: POSTed the job body when the job "
+        "ends, signed with X-Lightbox-Signature (see Webhooks).",
     )
 
-    def job_params(self) -> dict:
+    def job_params(self) -> dict[str, Any]:
         """The fields the job stores and the worker reads (no webhook, no Nones)."""
-        data = self.model_dump(mode="json", exclude={"webhook_url"}, exclude_none=True)
-        return data
+        return self.model_dump(mode="json", exclude={"webhook_url"}, exclude_none=True)
 
 
 def _check_aspect(value: str | None) -> str | None:
@@ -84,27 +109,48 @@ class ProductPhotoParams(_Params):
     preset: str = Field(
         "white-studio",
         max_length=64,
-        description="Background preset (GET /v1/models lists them); `custom` needs background_prompt.",
+        description="Background preset (GET /v1/models lists them); "
+        "`custom` needs background_prompt.",
     )
     background_prompt: Prompt | None = Field(
-        None, description="Scene text; `#RRGGBB` means that solid colour."
+        None,
+        description="Scene text (required with `custom`); `#RRGGBB` means that solid colour. "
+        "A scene only a diffusion model can draw needs SDXL (503 model_unavailable otherwise).",
     )
-    shadow_type: ShadowType = ShadowType.soft
-    output_format: PhotoFormat = PhotoFormat.jpeg
-    image_quality: int = Field(90, ge=10, le=100)
-    aspect_ratio: str | None = Field(None, max_length=64, description="W:H, e.g. 1:1, 4:5, 16:9")
-    output_size: str | None = Field(None, max_length=11, description="WxH pixels, <= 4096 a side")
-    megapixel: float | None = Field(None, gt=0, le=16.8)
-    scale: float = Field(0.8, ge=0.05, le=1.0)
-    x: float = Field(50.0, ge=0, le=100)
-    y: float = Field(55.0, ge=0, le=100)
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
-    negative_prompt: Prompt | None = None
-    steps: int | None = Field(None, ge=1, le=100)
-    guidance_scale: float | None = Field(None, ge=0, le=30)
-    lighting: bool = False
-    detail_transfer: bool = False
-    detailer_mode: BlendMode = BlendMode.soft_light
+    shadow_type: ShadowType = Field(ShadowType.soft, description="Shadow under the product.")
+    output_format: PhotoFormat = Field(PhotoFormat.jpeg, description="Encoding of the result.")
+    image_quality: int = Field(90, ge=10, le=100, description="jpeg/webp quality, 10-100.")
+    aspect_ratio: str | None = Field(
+        None,
+        max_length=64,
+        description="W:H between 1:10 and 10:1, e.g. 1:1, 4:5, 16:9; Segmind labels such as "
+        "'8:5 (Cinematic View)' are accepted. Default: the input's.",
+    )
+    output_size: str | None = Field(
+        None, max_length=11, description="WxH pixels, 16-4096 a side; wins over aspect_ratio."
+    )
+    megapixel: float | None = Field(
+        None, gt=0, le=16.8, description="Output area in megapixels (with aspect_ratio)."
+    )
+    scale: float = Field(
+        0.8, ge=0.05, le=1.0, description="The subject's longest side as a share of the canvas."
+    )
+    x: float = Field(50.0, ge=0, le=100, description="Subject centre, % of canvas width.")
+    y: float = Field(55.0, ge=0, le=100, description="Subject centre, % of canvas height.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="For generated backgrounds.")
+    negative_prompt: Prompt | None = Field(None, description="For generated backgrounds.")
+    steps: int | None = Field(None, ge=1, le=100, description="Diffusion steps (generated).")
+    guidance_scale: float | None = Field(
+        None, ge=0, le=30, description="Classifier-free guidance (generated backgrounds)."
+    )
+    lighting: bool = Field(
+        False, description="Relight the subject; needs a relighting model (not offered: 422)."
+    )
+    lighting_prompt: Prompt | None = Field(None, description="The light, with lighting=true.")
+    detail_transfer: bool = Field(False, description="Carry fine detail from the source back.")
+    detailer_mode: BlendMode = Field(
+        BlendMode.soft_light, description="Blend mode of detail_transfer."
+    )
 
     _aspect = field_validator("aspect_ratio")(_check_aspect)
 
@@ -124,17 +170,20 @@ class ProductPhotoParams(_Params):
     @model_validator(mode="after")
     def _consistent(self) -> ProductPhotoParams:
         if self.preset == "custom" and not self.background_prompt:
-            raise ValueError("preset 'custom' needs a background_prompt")
+            raise FieldError("background_prompt", "preset 'custom' needs a background_prompt")
         if self.lighting:
-            raise ValueError(
+            raise FieldError(
+                "lighting",
                 "lighting (relighting the subject) needs a relighting model, "
-                "which this server does not offer; send lighting=false"
+                "which this server does not offer; send lighting=false",
             )
         return self
 
 
 class RemoveBackgroundParams(_Params):
-    output_format: CutoutFormat = CutoutFormat.png
+    output_format: CutoutFormat = Field(
+        CutoutFormat.png, description="png or webp keep transparency; jpeg needs bg_color."
+    )
     bg_color: str | None = Field(None, description="#RRGGBB: flatten onto this colour")
     crop: bool = Field(False, description="Trim to the subject")
     mask_only: bool = Field(False, description="Return the alpha mask as a greyscale image")
@@ -149,26 +198,119 @@ class RemoveBackgroundParams(_Params):
     @model_validator(mode="after")
     def _consistent(self) -> RemoveBackgroundParams:
         if self.output_format == CutoutFormat.jpeg and not (self.bg_color or self.mask_only):
-            raise ValueError("jpeg has no transparency: send bg_color, or use png/webp")
+            raise FieldError(
+                "output_format", "jpeg has no transparency: send bg_color, or use png/webp"
+            )
         if self.mask_only and self.bg_color:
-            raise ValueError("mask_only and bg_color contradict each other")
+            raise FieldError("bg_color", "mask_only and bg_color contradict each other")
         return self
 
 
 class ReplaceBackgroundParams(_Params):
     prompt: Prompt | None = Field(None, description="The new scene (alias: scene_prompt)")
     scene_prompt: Prompt | None = None
-    preserve_shadow: bool = True
-    negative_prompt: Prompt | None = None
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
-    output_format: PhotoFormat = PhotoFormat.png
+    preserve_shadow: bool = Field(True, description="Carry the source's own shading over.")
+    negative_prompt: Prompt | None = Field(None, description="For generated scenes.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="For generated scenes.")
+    output_format: PhotoFormat = Field(PhotoFormat.png, description="Encoding of the result.")
 
     @model_validator(mode="after")
     def _prompt(self) -> ReplaceBackgroundParams:
         if self.prompt and self.scene_prompt and self.prompt != self.scene_prompt:
-            raise ValueError("prompt and scene_prompt differ; send one of them")
+            raise FieldError("scene_prompt", "prompt and scene_prompt differ; send one of them")
         self.prompt = self.prompt or self.scene_prompt
         self.scene_prompt = None
         if not self.prompt:
-            raise ValueError("prompt (or scene_prompt) is required")
+            raise FieldError("prompt", "prompt (or scene_prompt) is required")
         return self
+
+
+class GenerateParams(_Params):
+    model: GenerateModel = Field(GenerateModel.sdxl, description="The text-to-image model.")
+    prompt: Prompt = Field(..., min_length=1, description="What to draw.")
+    negative_prompt: Prompt | None = Field(None, description="What to keep out.")
+    width: int = Field(1024, ge=512, le=1536, multiple_of=8, description="512-1536, multiple of 8.")
+    height: int = Field(
+        1024, ge=512, le=1536, multiple_of=8, description="512-1536, multiple of 8."
+    )
+    steps: int | None = Field(None, ge=1, le=100, description="Diffusion steps.")
+    guidance_scale: float | None = Field(None, ge=0, le=30, description="Guidance scale.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="For repeatable results.")
+
+
+class UpscaleParams(_Params):
+    scale: int = Field(
+        4, description="2 or 4; the result must stay within 8192 px a side (else 422)."
+    )
+
+    @field_validator("scale")
+    @classmethod
+    def _two_or_four(cls, value: int) -> int:
+        if value not in (2, 4):
+            raise ValueError("scale must be 2 or 4")
+        return value
+
+
+class RestoreFaceParams(_Params):
+    fidelity: float = Field(
+        0.5, ge=0, le=1, description="0 = strongest restoration, 1 = closest to the input."
+    )
+
+
+class RemoveObjectParams(_Params):
+    prompt: Prompt | None = Field(
+        None,
+        description="Names the object to erase (needs a segmentation model); or send `mask`.",
+    )
+
+    @model_validator(mode="after")
+    def _mask_or_prompt(self, info: ValidationInfo) -> RemoveObjectParams:
+        # The mask is a file, not a field: the submit says whether one came.
+        has_mask = bool((info.context or {}).get("has_mask"))
+        if not has_mask and not self.prompt:
+            raise FieldError("mask", "send a mask (white = remove) or a prompt naming the object")
+        return self
+
+
+class SegmindProductPhotoParams(BaseModel):
+    """Segmind's ai-product-photography request, mapped onto product-photo."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
+
+    prompt: Prompt | None = Field(None, description="The scene (product-photo background_prompt).")
+    lighting_prompt: Prompt | None = Field(None, description="The light, with lighting=true.")
+    negative_prompt: Prompt | None = None
+    megapixel: float | None = Field(None, gt=0, le=16.8, description="Output area, megapixels.")
+    aspect_ratio: str | None = Field(None, max_length=64, description="e.g. '8:5 (Cinematic View)'")
+    x_value: float | None = Field(None, ge=0, le=100, description="Subject centre x, %.")
+    y_value: float | None = Field(None, ge=0, le=100, description="Subject centre y, %.")
+    scale: float | None = Field(None, ge=0.05, le=1.0, description="Subject size share.")
+    steps: int | None = Field(None, ge=1, le=100)
+    guidance_scale: float | None = Field(None, ge=0, le=30)
+    seed: int | None = Field(None, ge=-1, le=2**32 - 1, description="-1 means random.")
+    detailer_mode: BlendMode | None = None
+    lighting: bool | None = None
+    detailtransfer: bool | None = Field(None, description="product-photo detail_transfer.")
+    image_format: PhotoFormat | None = Field(None, description="product-photo output_format.")
+    image_quality: int | None = Field(None, ge=10, le=100)
+    webhook_url: str | None = Field(None, max_length=2048)
+
+    _aspect = field_validator("aspect_ratio")(_check_aspect)
+
+    def native_fields(self) -> dict[str, Any]:
+        """The same request in product-photo's own field names."""
+        renames = {
+            "prompt": "background_prompt",
+            "x_value": "x",
+            "y_value": "y",
+            "detailtransfer": "detail_transfer",
+            "image_format": "output_format",
+        }
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if name == "seed" and value == -1:
+                continue
+            out[renames.get(name, name)] = value
+        if out.get("background_prompt"):
+            out["preset"] = "custom"
+        return out

@@ -19,12 +19,20 @@ class GatewaySettings(CommonSettings):
     # Tests only: lets image_url/webhook_url reach loopback addresses.
     allow_loopback_urls: bool = False
     max_wait_seconds: int = Field(60, ge=0, le=300)
+    # A key's account is re-read this often (a revoked key stops working within it);
+    # an unknown key is remembered as unknown as long, so guessing costs no RPCs.
     auth_cache_seconds: float = Field(5.0, ge=0)
+    # Polls of one job within this window share one read of the jobs service.
+    # Terminal jobs change rarely (webhook records), so they may be kept longer.
+    job_cache_seconds: float = Field(0.25, ge=0, le=5)
+    job_cache_terminal_seconds: float = Field(2.0, ge=0, le=60)
     # Shared rate limits across gateway replicas when set.
     redis_url: str = ""
     # Requests per minute for callers without a key (health, output links).
     anonymous_rate_limit_per_minute: int = Field(600, gt=0)
     grpc_timeout_seconds: float = Field(30.0, gt=0)
+    # Uploads checked (fully decoded) at once; more wait their turn.
+    max_concurrent_decodes: int = Field(4, ge=1, le=64)
 
     @model_validator(mode="after")
     def _secret(self) -> GatewaySettings:

@@ -20,7 +20,8 @@ def signed_path(secret: str, key: str, expires: int) -> str:
 def check(secret: str, key: str, expires: int, sig: str, now: float | None = None) -> str:
     """'ok', 'expired' or 'invalid'. The signature is checked before the expiry so
     that a tampered link never learns whether it would have expired."""
-    if not hmac.compare_digest(signature(secret, key, expires), sig):
+    expected = signature(secret, key, expires).encode()
+    if not hmac.compare_digest(expected, sig.encode("utf-8", "replace")):
         return "invalid"
     if (now if now is not None else time.time()) > expires:
         return "expired"

@@ -1,12 +1,15 @@
-"""Job (wire) -> public job body of API.md."""
+"""Job (wire) -> the public bodies of API.md: the /v1 job body and the /v2
+(Segmind-style) submit, status and result bodies. The pydantic models here
+document those bodies in OpenAPI; responses are built as plain dicts."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from google.protobuf import json_format
 from lightbox.v1 import jobs_pb2
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway import signing
 
@@ -19,7 +22,22 @@ STATUS = {
     jobs_pb2.JOB_STATUS_CANCELED: "canceled",
 }
 TERMINAL = {"completed", "failed", "blocked", "canceled"}
+TERMINAL_PROTO = {
+    jobs_pb2.JOB_STATUS_COMPLETED,
+    jobs_pb2.JOB_STATUS_FAILED,
+    jobs_pb2.JOB_STATUS_BLOCKED,
+    jobs_pb2.JOB_STATUS_CANCELED,
+}
 REFUNDED = {"failed", "blocked", "canceled"}
+# Segmind's four states: every way of not completing is FAILED there.
+V2_STATUS = {
+    "queued": "QUEUED",
+    "processing": "PROCESSING",
+    "completed": "COMPLETED",
+    "failed": "FAILED",
+    "blocked": "FAILED",
+    "canceled": "FAILED",
+}
 
 
 def _time(ts: Any) -> str | None:
@@ -28,8 +46,22 @@ def _time(ts: Any) -> str | None:
     return ts.ToJsonString()
 
 
+def status_of(job: jobs_pb2.Job) -> str:
+    return STATUS.get(job.status, "queued")
+
+
+def output_url(job: jobs_pb2.Job, base_url: str, secret: str) -> str:
+    expires = job.output_expires_at.seconds or int(time.time()) + 86400
+    return base_url.rstrip("/") + signing.signed_path(secret, job.output_key, expires)
+
+
+def output_expired(job: jobs_pb2.Job, now: float | None = None) -> bool:
+    seconds = job.output_expires_at.seconds
+    return bool(seconds) and (time.time() if now is None else now) > seconds
+
+
 def job_body(job: jobs_pb2.Job, base_url: str, secret: str) -> dict[str, Any]:
-    status = STATUS.get(job.status, "queued")
+    status = status_of(job)
     body: dict[str, Any] = {
         "generation_id": job.id,
         "id": job.id,
@@ -49,9 +81,8 @@ def job_body(job: jobs_pb2.Job, base_url: str, secret: str) -> dict[str, Any]:
         body["stage"] = job.stage or None
         body["started_at"] = _time(job.started_at)
     if status == "completed" and job.output_key:
-        expires = job.output_expires_at.seconds or int(time.time()) + 86400
         body.update(
-            output_url=base_url.rstrip("/") + signing.signed_path(secret, job.output_key, expires),
+            output_url=output_url(job, base_url, secret),
             output_expires_at=_time(job.output_expires_at),
             width=job.width,
             height=job.height,
@@ -64,4 +95,152 @@ def job_body(job: jobs_pb2.Job, base_url: str, secret: str) -> dict[str, Any]:
         body["completed_at"] = _time(job.completed_at)
     if job.webhook_url:
         body["webhook_url"] = job.webhook_url
+    if job.HasField("webhook"):
+        body["webhook"] = webhook_body(job.webhook)
     return body
+
+
+def webhook_body(webhook: jobs_pb2.Webhook) -> dict[str, Any]:
+    """The `webhook` field: {"url", "status": pending|delivered|failed, "attempts",
+    "next_attempt_at"}, one attempt per POST with its answer or error."""
+    return {
+        "url": webhook.url,
+        "status": webhook.status,
+        "attempts": [
+            {
+                "attempt": a.attempt,
+                "at": _time(a.at),
+                "status_code": a.status_code or None,
+                "error": a.error or None,
+                "duration_ms": a.duration_ms,
+                "next_attempt_at": _time(a.next_attempt_at),
+            }
+            for a in webhook.attempts
+        ],
+        "next_attempt_at": _time(webhook.next_attempt_at),
+    }
+
+
+def v2_links(job_id: str, base_url: str) -> dict[str, str]:
+    base = base_url.rstrip("/")
+    return {
+        "status_url": f"{base}/v2/requests/{job_id}/status",
+        "response_url": f"{base}/v2/requests/{job_id}",
+    }
+
+
+def v2_status_body(job: jobs_pb2.Job, base_url: str) -> dict[str, Any]:
+    status = status_of(job)
+    body: dict[str, Any] = {"request_id": job.id, "status": V2_STATUS[status]}
+    body.update(v2_links(job.id, base_url))
+    body["metrics"] = (
+        {"inference_time": round(job.processing_ms / 1000, 3)} if status == "completed" else {}
+    )
+    return body
+
+
+def v2_result_body(job: jobs_pb2.Job, base_url: str, secret: str) -> dict[str, Any]:
+    """The result of a COMPLETED request (callers check the status first)."""
+    url = output_url(job, base_url, secret)
+    return {
+        "request_id": job.id,
+        "status": "COMPLETED",
+        "output": url,
+        "output_url": url,
+        "output_expires_at": _time(job.output_expires_at),
+        "image_format": job.format,
+        "width": job.width,
+        "height": job.height,
+        "credits_used": job.credits_used,
+        "engines": dict(job.engines),
+        "metrics": {"inference_time": round(job.processing_ms / 1000, 3)},
+    }
+
+
+# -- documentation models (OpenAPI) -------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(..., description="Machine-readable code, e.g. invalid_parameter.")
+    message: str = Field(..., description="What went wrong, in a sentence.")
+    guidance: str = Field(..., description="What to do about it.")
+    field: str | None = Field(None, description="The request field at fault, when one is.")
+
+
+class ErrorBody(BaseModel):
+    detail: ErrorDetail
+
+
+class JobError(BaseModel):
+    error: str
+    message: str
+
+
+class JobBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    generation_id: str = Field(..., description="The job id (PixelAPI's name for it).")
+    id: str
+    status: Literal["queued", "processing", "completed", "failed", "blocked", "canceled"]
+    operation: str
+    credits_used: float = Field(..., description="0 once refunded (failed, blocked, canceled).")
+    pipeline: list[str] = Field(..., description="Stages that ran (or will run).")
+    engines: dict[str, str] = Field(..., description="What served each stage.")
+    estimated_seconds: int
+    created_at: str | None
+    parameters: dict[str, Any] = Field(..., description="The validated request fields.")
+    attempts: int
+    credits_refunded: float | None = None
+    stage: str | None = Field(None, description="The stage running now (processing).")
+    started_at: str | None = None
+    output_url: str | None = Field(
+        None, description="Signed, expiring link to the result; needs no API key."
+    )
+    output_expires_at: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    processing_ms: int | None = None
+    completed_at: str | None = None
+    error: JobError | None = None
+    webhook_url: str | None = None
+
+
+class UsageBody(BaseModel):
+    jobs: list[JobBody]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class BalanceBody(BaseModel):
+    credits_remaining: float
+    plan: str
+    rate_limit_per_minute: int
+
+
+class V2SubmitBody(BaseModel):
+    request_id: str
+    status: Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
+    status_url: str
+    response_url: str
+
+
+class V2StatusBody(V2SubmitBody):
+    metrics: dict[str, float] = Field(..., description="inference_time (s) once COMPLETED.")
+
+
+class V2ResultBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    request_id: str
+    status: Literal["COMPLETED"]
+    output: str = Field(..., description="Signed, expiring link to the result image.")
+    output_url: str
+    output_expires_at: str | None
+    image_format: str
+    width: int
+    height: int
+    credits_used: float
+    engines: dict[str, str]
+    metrics: dict[str, float]
