@@ -1,10 +1,6 @@
 """upscale and remove-object served by the embedded engines (Lanczos + unsharp
-mask; OpenCV Telea) through the whole stack.
-
-The REST side is the gateway's; the worker pipelines for these two operations
-are another change. Until it lands the worker fails these jobs with "No
-pipeline for ...", and these tests report xfail naming what is missing instead
-of passing or failing on someone else's schedule."""
+mask; OpenCV Telea) through the whole stack: REST in, worker pipeline, result
+checked against the source."""
 
 from __future__ import annotations
 
@@ -29,9 +25,7 @@ def key(sqlite_stack: RunningStack) -> Key:
 def finished(stack: RunningStack, key: Key, r: requests.Response, operation: str) -> dict:
     assert r.status_code == 202, r.text
     done = poll(stack.url, r.json()["id"], key.headers)
-    if done["status"] == "failed" and "No pipeline" in done["error"]["message"]:
-        pytest.xfail(f"the worker pipeline for {operation} has not landed yet")
-    assert done["status"] == "completed", done
+    assert done["status"] == "completed", (operation, done)
     return done
 
 
