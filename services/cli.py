@@ -5,6 +5,8 @@ lightbox serve compositor|jobs|worker|gateway one service process
 lightbox admin create-key --credits N [--plan P] [--rpm N] [--operations a,b]
 lightbox admin list-keys | revoke-key ID | add-credits ACCOUNT N | balance ACCOUNT
 lightbox demo --out DIR                       sample photos through the real stack
+lightbox models list|install|export|render|build-trt|make-test-models|verify
+                                              the Triton model repository (models -h)
 """
 
 from __future__ import annotations
@@ -106,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     bal = asub.add_parser("balance")
     bal.add_argument("account")
 
+    sub.add_parser("models", help="the Triton model repository: `lightbox models -h`")
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["models"]:
+        from services.models.cli import main as models_main
+
+        return models_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "run":
         from services.stack import run_foreground

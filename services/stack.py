@@ -18,6 +18,7 @@ import httpx
 
 from services.common import triton
 from services.common.settings import CommonSettings
+from services.models.repository import loadable_models
 
 DEV_KEY_FILE = "dev-api-key"
 DEV_CREDITS = 10_000.0
@@ -85,6 +86,10 @@ class Stack:
                     grpc_port=int(s.triton_grpc_addr.rsplit(":", 1)[1]),
                     http_port=s.triton_http_port,
                     metrics_port=s.triton_metrics_port,
+                    # Only what can load: a production model whose weights are not
+                    # installed is left out instead of failing its load.
+                    model_control="explicit",
+                    load_models=loadable_models(self.model_repository),
                 ),
                 triton.server_env(self.settings.numba_cache_dir, base=env),
             ),

@@ -1,0 +1,323 @@
+"""`lightbox models`: the operator's tool for the Triton model repository.
+
+lightbox models list [--repo R]                     contracts, what is installed, backend,
+                                                    readiness in the running Triton
+lightbox models install NAME FILE [--sha256 HEX]    an ONNX file into NAME's model folder,
+    [--target cpu|gpu] [--rename OLD=NEW ...]       checked against its contract
+    [--tokenizer DIR]
+lightbox models export NAME CHECKPOINT              torch checkpoint -> ONNX, validated
+    [--target cpu|gpu] [--fp16]                     (upscale_realesrgan; sdxl)
+lightbox models render --target cpu|gpu             every installed model's config.pbtxt
+lightbox models build-trt NAME                      TensorRT plan (GPU hosts only)
+lightbox models make-test-models [--out DIR]        tiny random-weight ONNX stand-ins
+    [--install-into REPO]
+lightbox models verify [--repo R] [--timeout S]     load each model, run one inference
+
+Exit codes: 0 done; 1 failed (a check, a validation, a contract); 2 cannot run here or
+bad arguments. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from services.common.triton import MODEL_REPOSITORY
+
+SDXL_NAMES = ("sdxl", "sdxl_inpaint")
+DEFAULT_TEST_MODELS = Path(".lightbox") / "test-models"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightbox models",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="models_command", required=True)
+
+    def repo_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--repo", type=Path, default=MODEL_REPOSITORY, help="model repository")
+
+    ls = sub.add_parser("list", help="contracts, installed files, backends, readiness")
+    repo_arg(ls)
+    ls.add_argument("--triton", default=None, help="Triton gRPC address (default: the stack's)")
+    ls.add_argument("--json", action="store_true")
+
+    ins = sub.add_parser("install", help="install an ONNX file checked against its contract")
+    ins.add_argument("name")
+    ins.add_argument("file", type=Path)
+    ins.add_argument("--sha256", default=None, help="refuse the file unless it has this sha256")
+    ins.add_argument("--target", choices=("cpu", "gpu"), default="cpu")
+    ins.add_argument("--rename", action="append", default=[], metavar="OLD=NEW")
+    ins.add_argument("--tokenizer", type=Path, default=None, help="CLIPSeg tokenizer folder")
+    repo_arg(ins)
+
+    exp = sub.add_parser("export", help="export a torch checkpoint to ONNX and install it")
+    exp.add_argument("name")
+    exp.add_argument("checkpoint", type=Path)
+    exp.add_argument("--target", choices=("cpu", "gpu"), default="cpu")
+    exp.add_argument("--fp16", action="store_true", help="sdxl: export in fp16")
+    repo_arg(exp)
+
+    ren = sub.add_parser("render", help="write every installed model's config.pbtxt")
+    ren.add_argument("--target", choices=("cpu", "gpu"), required=True)
+    repo_arg(ren)
+
+    trt = sub.add_parser("build-trt", help="TensorRT plan for an installed model (GPU hosts)")
+    trt.add_argument("name")
+    repo_arg(trt)
+
+    mk = sub.add_parser("make-test-models", help="tiny random-weight ONNX stand-ins")
+    mk.add_argument("--out", type=Path, default=DEFAULT_TEST_MODELS)
+    mk.add_argument("--install-into", type=Path, default=None, metavar="REPO")
+    mk.add_argument("--target", choices=("cpu", "gpu"), default="cpu")
+    mk.add_argument("--seed", type=int, default=0)
+
+    ver = sub.add_parser("verify", help="load every model in tritonserver, one inference each")
+    repo_arg(ver)
+    ver.add_argument("--timeout", type=float, default=120.0, help="seconds per model")
+    ver.add_argument("--only", action="append", default=None, metavar="NAME")
+    return parser
+
+
+def _list(args: argparse.Namespace) -> int:
+    from services.models.contracts import CONTRACTS
+    from services.models.install import read_record
+    from services.models.repository import describe, loadable_models
+
+    ready, reachable = _ready_models(args.triton)
+    dirs = describe(args.repo)
+    loadable = set(loadable_models(args.repo))
+    rows = []
+    for name, d in dirs.items():
+        contract = CONTRACTS.get(name)
+        record = read_record(d.path) if contract else None
+        rows.append(
+            {
+                "model": name,
+                "kind": d.kind,
+                "contract": (
+                    "; ".join(s.pretty() for s in contract.inputs)
+                    + " -> "
+                    + "; ".join(s.pretty() for s in contract.outputs)
+                )
+                if contract
+                else "",
+                "installed": (f"sha256 {str(record['sha256'])[:12]}…" if record else "yes")
+                if d.installed
+                else "no",
+                "backend": _backend(d.path / "config.pbtxt"),
+                "loadable": name in loadable,
+                "ready": (name in ready) if reachable else None,
+            }
+        )
+    for contract in CONTRACTS.values():
+        if contract.name not in dirs:
+            rows.append(
+                {
+                    "model": contract.name,
+                    "kind": "onnx",
+                    "contract": "; ".join(s.pretty() for s in contract.inputs)
+                    + " -> "
+                    + "; ".join(s.pretty() for s in contract.outputs),
+                    "installed": "no",
+                    "backend": "",
+                    "loadable": False,
+                    "ready": (contract.name in ready) if reachable else None,
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    state = "" if reachable else " (Triton not reachable: readiness unknown)"
+    print(f"model repository {args.repo}{state}")
+    print("| model | kind | installed | backend | loads | ready | contract |")
+    print("|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: str(r["model"])):
+        ready_text = "?" if r["ready"] is None else ("yes" if r["ready"] else "no")
+        print(
+            f"| {r['model']} | {r['kind']} | {r['installed']} | {r['backend']} | "
+            f"{'yes' if r['loadable'] else 'no'} | {ready_text} | {r['contract']} |"
+        )
+    return 0
+
+
+def _backend(config: Path) -> str:
+    import re
+
+    if not config.exists():
+        return ""
+    text = config.read_text(errors="replace")
+    found = re.search(r'^(?:platform|backend)\s*:\s*"([^"]+)"', text, re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+def _ready_models(addr: str | None) -> tuple[set[str], bool]:
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import InferenceServerException
+
+    if addr is None:
+        from services.common.settings import CommonSettings
+
+        addr = CommonSettings().triton_grpc_addr
+    client = triton_grpc.InferenceServerClient(addr)
+    try:
+        index = client.get_model_repository_index(as_json=True, client_timeout=2.0)
+    except InferenceServerException:
+        return set(), False
+    finally:
+        client.close()
+    return {m["name"] for m in index.get("models", []) if m.get("state") == "READY"}, True
+
+
+def _install(args: argparse.Namespace) -> int:
+    from services.models.contracts import UnknownModel
+    from services.models.install import ContractError, InstallError, install
+
+    rename = {}
+    for item in args.rename:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            print(f"--rename takes OLD=NEW, not {item!r}", file=sys.stderr)
+            return 2
+        rename[old] = new
+    try:
+        report = install(
+            args.name,
+            args.file,
+            args.repo,
+            sha256=args.sha256,
+            target=args.target,
+            rename=rename or None,
+            tokenizer=args.tokenizer,
+        )
+    except UnknownModel as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    except (ContractError, InstallError) as exc:
+        print(f"install refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"installed {report.model} ({report.bytes} bytes, sha256 {report.sha256})")
+    print(f"  {report.path}; config rendered for {report.target}")
+    print(f"  serves {report.front}; inputs {report.inputs}; outputs {report.outputs}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.name in SDXL_NAMES:
+        try:
+            from services.models.sdxl.__main__ import main as sdxl_main
+        except ImportError:
+            print("SDXL export is not available in this checkout", file=sys.stderr)
+            return 2
+        argv = ["export", str(args.checkpoint), "--repo", str(args.repo), "--target", args.target]
+        if args.fp16:
+            argv.append("--fp16")
+        if args.name == "sdxl_inpaint":
+            argv += ["--name", "sdxl_inpaint"]
+        return sdxl_main(argv)
+    from services.models.contracts import UnknownModel, resolve
+
+    try:
+        contract = resolve(args.name)
+    except UnknownModel as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    if not contract.exportable:
+        print(
+            f"{contract.front}: Lightbox does not own this architecture; export it with its "
+            f"project's tools and `lightbox models install {contract.front} FILE.onnx` "
+            f"(source: {contract.source})",
+            file=sys.stderr,
+        )
+        return 2
+    import tempfile
+
+    from services.models.install import ContractError, InstallError, install
+    from services.models.rrdbnet import CheckpointError, export_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="lightbox-export-") as tmp:
+        out = Path(tmp) / "model.onnx"
+        try:
+            report = export_checkpoint(args.checkpoint, out)
+        except (CheckpointError, FileNotFoundError) as exc:
+            print(f"export failed: {exc}", file=sys.stderr)
+            return 2
+        print(report.table())
+        if not report.ok:
+            print(
+                "the ONNX model differs from torch beyond tolerance; not installed", file=sys.stderr
+            )
+            return 1
+        try:
+            installed = install(contract.front, out, args.repo, target=args.target)
+        except (ContractError, InstallError) as exc:
+            print(f"install refused: {exc}", file=sys.stderr)
+            return 1
+    print(f"installed {installed.path} (sha256 {installed.sha256})")
+    return 0
+
+
+def _make_test_models(args: argparse.Namespace) -> int:
+    from services.models.install import install
+    from services.models.testmodels import make_test_models, tokenizer_dir
+
+    files = make_test_models(args.out, seed=args.seed)
+    for name, path in files.items():
+        print(f"{name}: {path}")
+        if args.install_into is not None:
+            tok = tokenizer_dir(args.out) if name.startswith("segment_clipseg") else None
+            install(name, path, args.install_into, target=args.target, tokenizer=tok)
+            print(f"  installed into {args.install_into / name}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.models_command
+    if command == "list":
+        return _list(args)
+    if command == "install":
+        return _install(args)
+    if command == "export":
+        return _export(args)
+    if command == "render":
+        from services.models.render import render_all
+
+        for path in render_all(args.repo, args.target):
+            print(path)
+        return 0
+    if command == "build-trt":
+        if args.name in SDXL_NAMES:
+            from services.models.sdxl.__main__ import main as sdxl_main
+
+            return sdxl_main(["build-trt", "--repo", str(args.repo), "--name", args.name])
+        from services.models.trt import NoGpuError, build_plan
+
+        try:
+            seconds = build_plan(args.name, args.repo)
+        except NoGpuError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        print(f"built the TensorRT plan in {seconds:.0f} s; config rendered for gpu")
+        return 0
+    if command == "make-test-models":
+        return _make_test_models(args)
+    if command == "verify":
+        from services.models.verify import FAILED, table, verify
+
+        checks = verify(args.repo, timeout=args.timeout, only=args.only)
+        print(table(checks))
+        failed = [c.name for c in checks if c.status == FAILED]
+        if failed:
+            print(f"verify FAILED: {', '.join(failed)}", file=sys.stderr)
+            return 1
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

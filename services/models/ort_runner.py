@@ -1,0 +1,172 @@
+"""Generic Triton python-backend model serving the `model.onnx` beside it with
+onnxruntime on the CPU: the `cpu` render target's stand-in for Triton's onnxruntime
+backend, which the tritonserver in the nvidia-pytriton wheel does not ship.
+
+`lightbox models render --target cpu` copies this file to `<model>/1/model.py` of every
+installed ONNX model. Input and output names and dtypes come from config.pbtxt and are
+checked against the ONNX graph at load.
+
+Dynamic batching: with max_batch_size > 0, Triton hands `execute` every request it
+gathered; requests whose inputs have the same shape past the batch axis run as one
+onnxruntime call (concatenated along axis 0) and the outputs are split back. A graph
+whose batch axis is fixed at 1 runs each request on its own. A run that fails is retried
+request by request, so one malformed request gets its own INVALID_ARG response and the
+others are served.
+
+A config input of dims [1] fed to a graph input of rank 1 (a per-sample scalar such as
+CodeFormer's fidelity weight) is passed as [N]; outputs likewise.
+
+Parameters (config.pbtxt, all optional): intra_op_threads (0 = onnxruntime's default,
+one per core), inter_op_threads (default 1).
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+_PARAMS = {"intra_op_threads": 0, "inter_op_threads": 1}
+# Parameters the python backend itself interprets; they may sit in any config.pbtxt.
+_BACKEND_PARAMETERS = {"EXECUTION_ENV_PATH", "FORCE_CPU_ONLY_INPUT_TENSORS"}
+
+
+class RequestError(ValueError):
+    """A request the graph cannot take (shape, dtype); answered with INVALID_ARG."""
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        self.name = config["name"]
+        raw = {
+            k: v["string_value"]
+            for k, v in config.get("parameters", {}).items()
+            if k not in _BACKEND_PARAMETERS
+        }
+        unknown = sorted(set(raw) - set(_PARAMS))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown parameters {unknown}; known: {sorted(_PARAMS)}")
+        params = {k: int(raw.get(k, default)) for k, default in _PARAMS.items()}
+        self.batching = int(config.get("max_batch_size", 0)) > 0
+        path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = params["intra_op_threads"]
+        options.inter_op_num_threads = params["inter_op_threads"]
+        self.session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.inputs = {
+            i["name"]: np.dtype(pb_utils.triton_string_to_numpy(i["data_type"]))
+            for i in config["input"]
+        }
+        self.outputs = {
+            o["name"]: np.dtype(pb_utils.triton_string_to_numpy(o["data_type"]))
+            for o in config["output"]
+        }
+        graph_inputs = {i.name: i for i in self.session.get_inputs()}
+        graph_outputs = {o.name: o for o in self.session.get_outputs()}
+        if set(self.inputs) != set(graph_inputs) or not set(self.outputs) <= set(graph_outputs):
+            raise ValueError(
+                f"{self.name}: config.pbtxt declares inputs {sorted(self.inputs)} and outputs "
+                f"{sorted(self.outputs)}, {path} has {sorted(graph_inputs)} -> "
+                f"{sorted(graph_outputs)}; re-render the config"
+            )
+        self.input_rank = {n: len(graph_inputs[n].shape) for n in self.inputs}
+        self.output_rank = {n: len(graph_outputs[n].shape) for n in self.outputs}
+        # A graph whose batch axis is a fixed 1 cannot take stacked requests.
+        first = next(iter(graph_inputs.values())).shape
+        self.stackable = self.batching and not (first and first[0] == 1)
+        self.output_names = list(self.outputs)
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses: list[Any] = [None] * len(requests)
+        feeds: list[dict[str, np.ndarray] | None] = []
+        for i, request in enumerate(requests):
+            try:
+                feeds.append(self._feed(request))
+            except RequestError as exc:
+                feeds.append(None)
+                responses[i] = _error(str(exc), pb_utils.TritonError.INVALID_ARG)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, feed in enumerate(feeds):
+            if feed is None:
+                continue
+            key = tuple((n, a.shape[1:]) for n, a in feed.items()) if self.stackable else (i,)
+            groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            batch = [feeds[i] for i in members]
+            try:
+                outs = self._run(batch)  # type: ignore[arg-type]
+            except Exception:
+                if len(members) == 1:
+                    responses[members[0]] = self._failed(members[0])
+                    continue
+                for i in members:  # find the request that broke the run
+                    try:
+                        responses[i] = self._respond(self._run([feeds[i]])[0])  # type: ignore[list-item]
+                    except Exception:
+                        responses[i] = self._failed(i)
+                continue
+            for i, out in zip(members, outs, strict=True):
+                responses[i] = self._respond(out)
+        return responses
+
+    def _feed(self, request: Any) -> dict[str, np.ndarray]:
+        feed = {}
+        for name, dtype in self.inputs.items():
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                raise RequestError(f"{self.name}: input {name} is missing")
+            array = tensor.as_numpy()
+            if array.dtype != dtype:
+                raise RequestError(f"{self.name}: input {name} must be {dtype}, got {array.dtype}")
+            if array.ndim == self.input_rank[name] + 1 and array.shape[-1] == 1:
+                array = array[..., 0]
+            feed[name] = array
+        return feed
+
+    def _run(self, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """One onnxruntime call over the stacked feeds; the outputs split per feed."""
+        if len(feeds) == 1:
+            stacked = feeds[0]
+        else:
+            stacked = {n: np.concatenate([f[n] for f in feeds], axis=0) for n in self.inputs}
+        results = self.session.run(self.output_names, stacked)
+        sizes = [next(iter(f.values())).shape[0] for f in feeds] if self.batching else [0]
+        if len(feeds) == 1:
+            return [dict(zip(self.output_names, results, strict=True))]
+        bounds = np.cumsum(sizes)[:-1]
+        per_output = [np.split(r, bounds, axis=0) for r in results]
+        return [
+            {n: per_output[k][j] for k, n in enumerate(self.output_names)}
+            for j in range(len(feeds))
+        ]
+
+    def _respond(self, out: dict[str, np.ndarray]) -> Any:
+        tensors = []
+        for name, dtype in self.outputs.items():
+            array = out[name]
+            if self.batching and array.ndim == 1:
+                array = array[:, None]
+            tensors.append(
+                pb_utils.Tensor(name, np.ascontiguousarray(array.astype(dtype, copy=False)))
+            )
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def _failed(self, index: int) -> Any:
+        message = traceback.format_exc(limit=1).strip().splitlines()[-1]
+        # onnxruntime rejects malformed inputs (rank, size) with INVALID_ARGUMENT.
+        if "INVALID_ARGUMENT" in message or "Invalid" in message:
+            return _error(f"{self.name}: {message}", pb_utils.TritonError.INVALID_ARG)
+        pb_utils.Logger.log_error(f"{self.name} failed: {traceback.format_exc()}")
+        return _error(f"{self.name} failed: {message}", pb_utils.TritonError.INTERNAL)
+
+
+def _error(message: str, code: int) -> Any:
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

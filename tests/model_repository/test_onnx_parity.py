@@ -1,0 +1,119 @@
+"""Every production contract's stand-in, served by the real tritonserver (python
+backend over onnxruntime, dynamic batching on, several concurrent clients), returns
+what onnxruntime called directly on the same input returns."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as triton_grpc
+
+from services.common.triton import TritonProcess
+from services.models.contracts import CONTRACTS, Contract, sample_shape
+
+CLIENTS = 6
+REQUESTS_PER_CLIENT = 3
+_CLIENT_TYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64"}
+
+
+def random_inputs(contract: Contract, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for spec in contract.inputs:
+        shape = sample_shape(contract, spec)
+        if spec.dtype == "int64":
+            feed[spec.name] = rng.integers(0, 50, shape).astype(np.int64)
+        else:
+            feed[spec.name] = rng.random(shape).astype(spec.dtype)
+    if "attention_mask" in feed:
+        feed["attention_mask"] = np.ones_like(feed["attention_mask"])
+    return feed
+
+
+def triton_inputs(feed: dict[str, np.ndarray]) -> list[triton_grpc.InferInput]:
+    tensors = []
+    for name, array in feed.items():
+        # One value per sample travels as [N, 1] (the config's dims [1]).
+        value = array[:, None] if array.ndim == 1 else array
+        tensor = triton_grpc.InferInput(name, list(value.shape), _CLIENT_TYPES[str(value.dtype)])
+        tensor.set_data_from_numpy(value)
+        tensors.append(tensor)
+    return tensors
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACTS))
+def test_served_stand_in_equals_onnxruntime_under_concurrency(
+    name: str, production_server: TritonProcess, production_repo: Path
+) -> None:
+    contract = CONTRACTS[name]
+    session = ort.InferenceSession(
+        str(production_repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    outputs = [s.name for s in contract.outputs]
+    worst: dict[str, float] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(CLIENTS)
+
+    def client_loop(k: int) -> None:
+        client = triton_grpc.InferenceServerClient(production_server.grpc_addr)
+        try:
+            barrier.wait()
+            for j in range(REQUESTS_PER_CLIENT):
+                feed = random_inputs(contract, seed=100 * k + j)
+                result = client.infer(
+                    name,
+                    triton_inputs(feed),
+                    outputs=[triton_grpc.InferRequestedOutput(o) for o in outputs],
+                )
+                want = session.run(outputs, feed)
+                for o, expected in zip(outputs, want, strict=True):
+                    got = result.as_numpy(o)
+                    assert got.shape == expected.shape and got.dtype == expected.dtype, o
+                    worst[o] = max(worst.get(o, 0.0), float(np.abs(got - expected).max()))
+        except BaseException as exc:  # reported on the main thread
+            errors.append(exc)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert set(worst) == set(outputs)
+    assert max(worst.values()) <= 1e-5, worst
+
+
+def test_concurrent_requests_are_batched(production_server: TritonProcess) -> None:
+    """Requests that arrive together run as one batched execution."""
+    name = "upscale_realesrgan_onnx"
+    contract = CONTRACTS[name]
+    barrier = threading.Barrier(CLIENTS)
+
+    def fire(k: int) -> None:
+        client = triton_grpc.InferenceServerClient(production_server.grpc_addr)
+        try:
+            barrier.wait()
+            for j in range(REQUESTS_PER_CLIENT):
+                client.infer(name, triton_inputs(random_inputs(contract, seed=7 * k + j)))
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=fire, args=(k,)) for k in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client = triton_grpc.InferenceServerClient(production_server.grpc_addr)
+    try:
+        stats = client.get_inference_statistics(name, as_json=True)["model_stats"][0]
+    finally:
+        client.close()
+    sizes = {int(b["batch_size"]) for b in stats.get("batch_stats", [])}
+    assert max(sizes) > 1, stats.get("batch_stats")
+    assert int(stats["execution_count"]) < int(stats["inference_count"])
