@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,7 +26,16 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-PROMPT_FIELDS = ("prompt", "background_prompt", "scene_prompt", "negative_prompt", "lighting_prompt")
+# Operations whose output depends on a random seed (generated or procedural scenes).
+SEEDED_OPERATIONS = {"product-photo", "replace-background", "generate"}
+
+PROMPT_FIELDS = (
+    "prompt",
+    "background_prompt",
+    "scene_prompt",
+    "negative_prompt",
+    "lighting_prompt",
+)
 
 
 def blocked_reason(params: dict, denylist: list[str]) -> str | None:
@@ -78,6 +88,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         if op.takes_image and "image" not in request.inputs:
             raise InvalidParameter("image", f"{op.name} needs an input image.")
         params = json_format.MessageToDict(request.params)
+        if op.name in SEEDED_OPERATIONS and params.get("seed") is None:
+            # Fixed now so the job shows the seed that ran and a retry redraws the same.
+            params["seed"] = secrets.randbelow(2**32)
         reason = blocked_reason(params, self.settings.content_denylist)
         if reason is None:
             self.availability.check(op.name, params)
@@ -95,14 +108,14 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             max_attempts=self.settings.max_attempts,
             blocked_reason=reason,
         )
-        log.info(
-            "job %s %s account=%s replayed=%s", job.id, job.status, job.account_id, replayed
-        )
+        log.info("job %s %s account=%s replayed=%s", job.id, job.status, job.account_id, replayed)
         return jobs_pb2.SubmitJobResponse(job=job_to_proto(job), replayed=replayed)
 
     @with_request_id
     @handle_errors
-    def GetJob(self, request: jobs_pb2.GetJobRequest, context: grpc.ServicerContext) -> jobs_pb2.Job:
+    def GetJob(
+        self, request: jobs_pb2.GetJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.Job:
         return job_to_proto(self.store.get(request.job_id, account_id=request.account_id))
 
     @with_request_id
