@@ -170,3 +170,54 @@ def test_restore_faces_has_no_embedded_engine(triton_server: TritonProcess) -> N
     with pytest.raises(ModelUnavailable, match="face_codeformer") as err:
         TritonEngines(triton_server.grpc_addr).restore_faces(SAMPLE.rgb, 0.5)
     assert "face_detector" in str(err.value)
+
+
+# -- the production engines (tiny stand-ins installed) ---------------------------------------
+
+production_repo = triton_fixtures.production_repo
+production_server = triton_fixtures.production_server
+test_models = triton_fixtures.test_models
+
+
+def test_production_engines_serve_when_installed(production_server: TritonProcess) -> None:
+    engines = TritonEngines(production_server.grpc_addr)
+    alpha, engine = engines.matting(SAMPLE.rgb)
+    assert engine == "birefnet" and alpha.shape == SAMPLE.rgb.shape[:2]
+    out, engine = engines.upscale(SAMPLE.rgb[:60, :50], 4)
+    assert engine == "realesrgan" and out.shape == (240, 200, 3)
+    mask = np.zeros(SAMPLE.rgb.shape[:2], np.uint8)
+    mask[100:150, 100:150] = 255
+    filled, used = engines.remove_object(SAMPLE.rgb, mask, None)
+    assert used == {"inpaint": "lama"} and filled.shape == SAMPLE.rgb.shape
+    photo = np.full((240, 320, 3), 40, np.uint8)
+    photo[80:144, 128:192] = 230
+    restored, faces = engines.restore_faces(photo, 0.5)
+    assert faces >= 1 and restored.shape == photo.shape
+
+
+def test_prompt_segmentation_runs_clipseg_then_the_inpainter(
+    production_server: TritonProcess,
+) -> None:
+    engines = TritonEngines(production_server.grpc_addr)
+    mask = engines.segment(SAMPLE.rgb, "the mug")
+    assert mask.shape == SAMPLE.rgb.shape[:2] and set(np.unique(mask)) <= {0, 255}
+    if (mask == 255).any():
+        _, used = engines.remove_object(SAMPLE.rgb, None, "the mug")
+        assert used == {"segmentation": "clipseg", "inpaint": "lama"}
+    else:
+        with pytest.raises(InvalidParameter, match="nothing matching 'the mug'"):
+            engines.remove_object(SAMPLE.rgb, None, "the mug")
+
+
+def test_a_front_whose_onnx_model_is_gone_is_not_chosen(production_server: TritonProcess) -> None:
+    engines = TritonEngines(production_server.grpc_addr)
+    client = triton_grpc.InferenceServerClient(production_server.grpc_addr)
+    try:
+        client.unload_model("upscale_realesrgan_onnx")
+        assert "upscale_realesrgan" in engines.ready_models()
+        _, engine = engines.upscale(SAMPLE.rgb[:40, :40], 2)
+        assert engine == "lanczos"
+    finally:
+        client.load_model("upscale_realesrgan_onnx")
+        client.close()
+    assert engines.upscale(SAMPLE.rgb[:40, :40], 2)[1] == "realesrgan"
