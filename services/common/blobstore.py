@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -77,6 +78,19 @@ class LocalBlobStore:
             return self._path(key).is_file()
         except NotFound:
             return False
+
+    def list(self, kind: str) -> Iterator[tuple[str, float]]:
+        """(key, modification time) of every blob of one kind, e.g. "outputs"."""
+        base = self.root / kind
+        if not base.is_dir():
+            return
+        for day in sorted(base.iterdir()):
+            if not day.is_dir():
+                continue
+            for entry in os.scandir(day):
+                key = f"{kind}/{day.name}/{entry.name}"
+                if entry.is_file() and is_valid_key(key):
+                    yield key, entry.stat().st_mtime
 
     def check(self) -> None:
         """Raise if the store cannot be written (used by /readyz)."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
-
 from pydantic import Field, model_validator
 
+from services.common.links import load_signing_secret
 from services.common.settings import CommonSettings
 
 
@@ -36,22 +35,6 @@ class GatewaySettings(CommonSettings):
 
     @model_validator(mode="after")
     def _secret(self) -> GatewaySettings:
-        if self.signing_secret:
-            if self.mode == "production" and (
-                len(self.signing_secret) < 32 or self.signing_secret in {"changeme", "secret"}
-            ):
-                raise ValueError(
-                    "LIGHTBOX_SIGNING_SECRET must be at least 32 random characters in production"
-                )
-            return self
-        if self.mode == "production":
-            raise ValueError("LIGHTBOX_SIGNING_SECRET is required when LIGHTBOX_MODE=production")
-        path = self.home / "signing-secret"
-        if path.exists():
-            self.signing_secret = path.read_text().strip()
-        else:
-            self.home.mkdir(parents=True, exist_ok=True)
-            self.signing_secret = secrets.token_urlsafe(32)
-            path.write_text(self.signing_secret)
-            path.chmod(0o600)
+        # Shared with the webhook dispatcher, whose bodies carry the same links.
+        self.signing_secret = load_signing_secret(self.signing_secret, self.home, self.mode)
         return self

@@ -7,7 +7,7 @@ from datetime import datetime
 from google.protobuf import struct_pb2, timestamp_pb2
 from lightbox.v1 import jobs_pb2
 
-from services.jobs.store import JobRecord
+from services.jobs.store import JobRecord, WebhookState
 
 STATUS_TO_PROTO = {
     "queued": jobs_pb2.JOB_STATUS_QUEUED,
@@ -61,4 +61,23 @@ def job_to_proto(job: JobRecord) -> jobs_pb2.Job:
             getattr(msg, field).CopyFrom(ts)
     if job.error_code:
         msg.error.CopyFrom(jobs_pb2.JobError(code=job.error_code, message=job.error_message or ""))
+    if job.webhook is not None:
+        msg.webhook.CopyFrom(webhook_to_proto(job.webhook))
+    return msg
+
+
+def webhook_to_proto(state: WebhookState) -> jobs_pb2.Webhook:
+    msg = jobs_pb2.Webhook(url=state.url, status=state.status)
+    if state.next_attempt_at is not None:
+        msg.next_attempt_at.CopyFrom(_ts(state.next_attempt_at))
+    for attempt in state.attempts:
+        item = msg.attempts.add(
+            attempt=attempt.attempt,
+            status_code=attempt.status_code or 0,
+            error=attempt.error or "",
+            duration_ms=attempt.duration_ms or 0,
+        )
+        item.at.CopyFrom(_ts(attempt.at))
+        if attempt.next_attempt_at is not None:
+            item.next_attempt_at.CopyFrom(_ts(attempt.next_attempt_at))
     return msg

@@ -7,6 +7,10 @@ them with the migrated database. Change both together: add a migration under
 
 Credits are stored as integer milli-credits so that a balance, the sum of the
 ledger, is exact; the store converts to and from floats at its boundary.
+
+Revision 0002 adds the job event log, the webhook outbox and its delivery log,
+and the retention markers on jobs; it also lets ledger rows outlive the job
+rows they name (retention deletes old jobs, never ledger rows).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ metadata = MetaData(
 
 JOB_STATUSES = ("queued", "processing", "completed", "failed", "blocked", "canceled")
 LEDGER_REASONS = ("grant", "charge", "refund", "adjustment")
+WEBHOOK_STATUSES = ("pending", "delivered", "failed")
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -112,25 +117,37 @@ jobs = Table(
     Column("lease_owner", String(128), nullable=True),
     Column("lease_expires_at", UTCDateTime, nullable=True),
     Column("refunded_at", UTCDateTime, nullable=True),
+    # Retention (0002): when the input blobs and the output blob were deleted.
+    Column("inputs_purged_at", UTCDateTime, nullable=True),
+    Column("output_purged_at", UTCDateTime, nullable=True),
     CheckConstraint(
         "status IN (" + ", ".join(f"'{s}'" for s in JOB_STATUSES) + ")", name="status_known"
     ),
     CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts_sane"),
     Index("ix_jobs_account_created", "account_id", "created_at", "id"),
     Index("ix_jobs_account_status", "account_id", "status"),
-    Index("ix_jobs_status_run_after", "status", "run_after"),
+    # The claim's walk over queued jobs (0002 added `id`: ties in order, no sort).
+    Index("ix_jobs_status_run_after", "status", "run_after", "id"),
     Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+    # Retention scans (0002): inputs by completion, outputs by expiry, old rows,
+    # and the orphan sweep's "is this blob anyone's output" lookup.
+    Index("ix_jobs_inputs_purge", "inputs_purged_at", "completed_at"),
+    Index("ix_jobs_output_purge", "output_purged_at", "output_expires_at"),
+    Index("ix_jobs_completed_at", "completed_at"),
+    Index("ix_jobs_output_key", "output_key"),
 )
 
 # Append-only: a balance is always the sum of an account's rows. A job has at
 # most one charge and one refund row, which is what makes a double charge or a
-# double refund impossible however the calls race.
+# double refund impossible however the calls race. `job_id` names the job but
+# is no foreign key (since 0002): the accounting outlives job rows that
+# retention deletes.
 ledger = Table(
     "ledger",
     metadata,
     Column("id", _BigId, primary_key=True, autoincrement=True),
     Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
-    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=True),
+    Column("job_id", String(32), nullable=True),
     Column("delta_milli", BigInteger, nullable=False),
     Column("reason", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
@@ -154,4 +171,64 @@ idempotency_keys = Table(
     Column("request_fingerprint", String(128), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+# Every state a job enters, in the transaction that moved it there (0002): the
+# job's history for operators, and the proof that a transition happened once.
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    # The state entered: one of JOB_STATUSES.
+    Column("status", String(16), nullable=False),
+    # The job's attempt counter after the transition.
+    Column("attempt", Integer, nullable=False),
+    # The worker that made it (claims, outcomes, lease expiries); None for API calls.
+    Column("worker", String(128), nullable=True),
+    # Why, when it is not obvious: an error code, "lease_expired", ...
+    Column("detail", Text, nullable=True),
+)
+
+# The webhook outbox (0002): one row per job with a webhook_url that reached a
+# terminal state, inserted in the same transaction as that state. Dispatchers
+# claim due rows under a lease, like workers claim jobs.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("job_id", String(32), ForeignKey("jobs.id"), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    # Attempts started so far (the next one is attempts + 1).
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    # No attempt starts after this (created_at + 24 h by default).
+    Column("give_up_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in WEBHOOK_STATUSES) + ")",
+        name="status_known",
+    ),
+    Index("ix_webhooks_status_next", "status", "next_attempt_at"),
+)
+
+# One row per delivery attempt: what was sent when, and what came back.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("job_id", String(32), ForeignKey("webhooks.job_id"), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("dispatcher", String(128), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("duration_ms", Integer, nullable=True),
+    # The receiver's HTTP status; None when there was none (see error).
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    # When the next attempt is due; None after the last one.
+    Column("next_attempt_at", UTCDateTime, nullable=True),
 )

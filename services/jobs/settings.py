@@ -17,7 +17,37 @@ class JobsSettings(CommonSettings):
     heartbeat_seconds: float = Field(5.0, gt=0.1)
     max_attempts: int = Field(3, ge=1, le=20)
     retry_base_seconds: float = Field(1.0, ge=0)
+    # How long an output stays downloadable (its link's expiry); retention
+    # deletes it then. Per API flavour or operation it may differ (JSON
+    # objects, seconds); the most specific entry wins: "v2:upscale", then
+    # "v2", then "upscale". See services/jobs/retention.py.
     output_ttl_seconds: float = Field(24 * 3600, gt=0)
+    output_ttl_overrides: dict[str, float] = Field(default_factory=lambda: {"v2": 3600.0})
+    # Retention passes in each worker process; 0 runs none there.
+    retention_interval_seconds: float = Field(300.0, ge=0)
+    # Input blobs of a job go this long after it ended.
+    input_grace_seconds: float = Field(600.0, ge=0)
+    # Job rows (with their events and webhook records) go this long after
+    # the job ended; ledger rows stay. 0 keeps job rows forever.
+    job_retention_seconds: float = Field(30 * 24 * 3600, ge=0)
+    # An output blob no job refers to (its worker died between storing and
+    # recording it) is deleted once it is this old.
+    orphan_min_age_seconds: float = Field(3600.0, gt=0)
+    # Webhook dispatcher threads in each worker process; 0 sends none there.
+    webhook_threads: int = Field(2, ge=0, le=32)
+    # One delivery attempt: connect, send and the receiver's answer.
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # Retry n waits base * 2**(n-1) seconds (times 1-1.25), at most max; no
+    # attempt starts more than 24 h after the job ended.
+    webhook_retry_base_seconds: float = Field(5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(3600.0, gt=0)
+    # How often an idle dispatcher looks for due deliveries.
+    webhook_poll_seconds: float = Field(0.5, gt=0)
+    # As the gateway's: webhook bodies carry its signed output links.
+    signing_secret: str = ""
+    public_base_url: str = ""
+    # Tests only: lets webhook_url reach loopback addresses.
+    allow_loopback_urls: bool = False
     # How long one Triton inference may take before the stage is treated as failed (transient).
     triton_timeout_seconds: float = Field(300.0, gt=0)
     compositor_timeout_seconds: float = Field(120.0, gt=0)

@@ -8,7 +8,11 @@ Invariants the rest of the system relies on:
 - a job changes state only through a conditional UPDATE on its current state
   (and, for workers, on holding its lease), so exactly one transition wins;
 - a worker owns a processing job until its lease expires; after that any worker
-  may claim it again, and a job out of attempts fails and is refunded.
+  may claim it again, and a job out of attempts fails and is refunded;
+- every state a job enters is appended to `job_events` in the transaction that
+  entered it, and a job with a webhook_url that reaches a terminal state gets
+  its `webhooks` outbox row in that same transaction, so no webhook is lost to
+  a crash between the two.
 
 Writers serialise per account on PostgreSQL (`SELECT ... FOR NO KEY UPDATE` on
 the account row) and globally on SQLite (`BEGIN IMMEDIATE`, see db.py).
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import json
 import logging
@@ -40,6 +45,7 @@ from sqlalchemy import (
     Engine,
     and_,
     delete,
+    exists,
     func,
     insert,
     or_,
@@ -62,12 +68,26 @@ from services.common.errors import (
 from services.jobs import keys as keylib
 from services.jobs.db import WRITE_OPTION, make_engine
 from services.jobs.migrations import alembic_config
-from services.jobs.models import accounts, api_keys, idempotency_keys, jobs, ledger
+from services.jobs.models import (
+    accounts,
+    api_keys,
+    idempotency_keys,
+    job_events,
+    jobs,
+    ledger,
+    webhook_deliveries,
+    webhooks,
+)
 
 log = logging.getLogger(__name__)
 
 MILLI_PER_CREDIT = 1000
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# A webhook is attempted for this long after its job ended, then given up.
+WEBHOOK_MAX_AGE = timedelta(hours=24)
+WEBHOOK_PENDING = "pending"
+WEBHOOK_DELIVERED = "delivered"
+WEBHOOK_FAILED = "failed"
 # A transient failure is retried after base * 2**(attempt-1) seconds, times a
 # random factor in [1, 2) so that jobs failed by one outage do not all return
 # at once; the delay never exceeds this cap.
@@ -118,6 +138,44 @@ class ApiKeyRecord:
 
 
 @dataclass(frozen=True)
+class WebhookAttempt:
+    attempt: int
+    at: datetime
+    dispatcher: str
+    duration_ms: int | None
+    status_code: int | None  # None: no HTTP answer (see error)
+    error: str | None
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WebhookState:
+    url: str
+    status: str  # pending | delivered | failed
+    attempts: list[WebhookAttempt]
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WebhookTask:
+    """One claimed delivery attempt: what to send, where, and the key to sign it."""
+
+    job: JobRecord
+    url: str
+    attempt: int
+    secret: str
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    at: datetime
+    status: str
+    attempt: int
+    worker: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
 class JobRecord:
     id: str
     account_id: str
@@ -156,6 +214,12 @@ class JobRecord:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     run_after: datetime | None = None
+    # Retention: when the input blobs / the output blob were deleted.
+    inputs_purged_at: datetime | None = None
+    output_purged_at: datetime | None = None
+    # The webhook's outbox state, where the read loaded it (get, list_jobs,
+    # cancel); None otherwise or when the job has no webhook_url.
+    webhook: WebhookState | None = None
 
 
 class _Retryable(Exception):
@@ -215,6 +279,7 @@ class JobStore:
         *,
         clock: Callable[[], datetime] | None = None,
         idempotency_ttl: timedelta = IDEMPOTENCY_TTL,
+        webhook_max_age: timedelta = WEBHOOK_MAX_AGE,
     ) -> None:
         """`clock` returns the current tz-aware UTC time; tests move it by hand.
 
@@ -226,6 +291,7 @@ class JobStore:
         self._dialect = self._engine.dialect.name
         self._clock = clock or (lambda: datetime.now(UTC))
         self._idempotency_ttl = idempotency_ttl
+        self._webhook_max_age = webhook_max_age
         # PostgreSQL LISTEN connections, one per thread that waits for work.
         self._listeners = threading.local()
         self._all_listeners: list[psycopg.Connection[Any]] = []
@@ -252,6 +318,10 @@ class JobStore:
         with _MIGRATE_LOCK, self._tx() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+
+    def now(self) -> datetime:
+        """The store's clock: what it stamps rows with (tests move it by hand)."""
+        return self._clock()
 
     @_retry_once
     def ping(self) -> None:
@@ -549,8 +619,12 @@ class JobStore:
                     )
                 )
             if values["status"] == STATUS_QUEUED:
+                self._event(conn, job_id, STATUS_QUEUED, now, attempt=0)
                 self._notify(conn)
-            return self._load_job(conn, job_id), False
+            else:
+                self._event(conn, job_id, STATUS_BLOCKED, now, attempt=0, detail="content_blocked")
+                self._enqueue_webhook(conn, job_id, account_id, job_values["webhook_url"], now)
+            return self._with_webhooks(conn, [self._load_job(conn, job_id)])[0], False
 
     def _idempotent_replay(
         self, conn: Connection, account_id: str, key: str, job_values: dict[str, Any], now: datetime
@@ -577,13 +651,13 @@ class JobStore:
                 "request unchanged to get its job.",
                 extra={"job_id": row.job_id},
             )
-        return self._load_job(conn, row.job_id)
+        return self._with_webhooks(conn, [self._load_job(conn, row.job_id)])[0]
 
     @_retry_once
     def get(self, job_id: str, account_id: str | None = None) -> JobRecord:
         """The job; NotFound if unknown or (with account_id) another account's."""
         with self._tx(write=False) as conn:
-            return self._load_job(conn, job_id, account_id)
+            return self._with_webhooks(conn, [self._load_job(conn, job_id, account_id)])[0]
 
     @_retry_once
     def list_jobs(
@@ -603,7 +677,7 @@ class JobStore:
             )
         query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
         with self._tx(write=False) as conn:
-            records = [_job_record(row) for row in conn.execute(query)]
+            records = self._with_webhooks(conn, [_job_record(row) for row in conn.execute(query)])
         if len(records) <= limit:
             return records, None
         records = records[:limit]
@@ -628,22 +702,27 @@ class JobStore:
             if changed != 1:
                 raise Conflict(f"Job {job_id} left the queue while being canceled.")
             self._refund(conn, row, now)
-            return self._load_job(conn, job_id)
+            self._event(conn, job_id, STATUS_CANCELED, now, attempt=row.attempts)
+            self._enqueue_webhook(conn, job_id, row.account_id, row.webhook_url, now)
+            return self._with_webhooks(conn, [self._load_job(conn, job_id)])[0]
 
     # -- the queue: the worker side ----------------------------------------
 
     @_retry_once
     def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
-        """Lease the oldest runnable job to `worker_id`, or None if there is none.
+        """Lease the longest-waiting runnable job to `worker_id`, or None if there is none.
 
-        Runnable: queued with run_after passed and its account under
-        max_concurrent_jobs, or processing with an expired lease (its worker
-        died). An expired job already at max_attempts is failed
-        ("attempts_exhausted") and refunded instead.
+        Runnable: processing with an expired lease (its worker died; these
+        come first, ordered by expiry), or queued with run_after passed and
+        its account under max_concurrent_jobs (ordered by run_after, which is
+        the submit time until a retry moves it). An expired job already at
+        max_attempts is failed ("attempts_exhausted") and refunded instead.
+        Both candidate queries walk an index in order and stop at the first
+        row, so a claim costs the same with ten or a million queued jobs.
         """
         if not lease_seconds > 0:
             raise InvalidParameter("lease_seconds", "lease_seconds must be positive.")
-        with self._tx() as conn:
+        with self._tx(durable=False) as conn:
             now = self._clock()
             capped_accounts: set[str] = set()
             for _ in range(MAX_CLAIM_CANDIDATES):
@@ -651,16 +730,15 @@ class JobStore:
                 # to here and releases its row locks: a claim never holds one
                 # account's lock while waiting for another's.
                 savepoint = conn.begin_nested()
-                query = (
-                    select(jobs)
-                    .where(_runnable(now))
-                    .order_by(jobs.c.created_at, jobs.c.id)
-                    .limit(1)
-                    .with_for_update(skip_locked=True, of=jobs)
-                )
-                if capped_accounts:
-                    query = query.where(jobs.c.account_id.not_in(capped_accounts))
-                row = conn.execute(query).first()
+                row = None
+                for query in _claim_candidates(now):
+                    if capped_accounts:
+                        query = query.where(jobs.c.account_id.not_in(capped_accounts))
+                    row = conn.execute(
+                        query.limit(1).with_for_update(skip_locked=True, of=jobs)
+                    ).first()
+                    if row is not None:
+                        break
                 if row is None:
                     savepoint.rollback()
                     return None
@@ -702,6 +780,12 @@ class JobStore:
                         attempt_errors=attempt_errors,
                     )
                 ).rowcount
+                if changed == 1:
+                    self._event(
+                        conn, row.id, STATUS_PROCESSING, now, attempt=row.attempts + 1,
+                        worker=worker_id,
+                        detail="lease_expired" if row.status == STATUS_PROCESSING else None,
+                    )
                 savepoint.commit()
                 if changed == 1:
                     return self._load_job(conn, row.id)
@@ -719,7 +803,7 @@ class JobStore:
         }
         if stage is not None:
             values["stage"] = stage
-        with self._tx() as conn:
+        with self._tx(durable=False) as conn:
             changed = conn.execute(
                 update(jobs).where(_held_by(job_id, worker_id)).values(**values)
             ).rowcount
@@ -743,7 +827,7 @@ class JobStore:
         """Mark the job completed if `worker_id` still holds its lease; False otherwise."""
         with self._tx() as conn:
             now = self._clock()
-            changed = conn.execute(
+            done = conn.execute(
                 update(jobs)
                 .where(_held_by(job_id, worker_id))
                 .values(
@@ -762,11 +846,17 @@ class JobStore:
                     lease_expires_at=None,
                     stage=None,
                 )
-            ).rowcount
-            if changed == 1:
-                # A concurrency slot of the account is free again.
-                self._notify(conn)
-            return changed == 1
+                .returning(jobs.c.account_id, jobs.c.webhook_url, jobs.c.attempts)
+            ).first()
+            if done is None:
+                return False
+            self._event(
+                conn, job_id, STATUS_COMPLETED, now, attempt=done.attempts, worker=worker_id
+            )
+            self._enqueue_webhook(conn, job_id, done.account_id, done.webhook_url, now)
+            # A concurrency slot of the account is free again.
+            self._notify(conn)
+            return True
 
     @_retry_once
     def fail(
@@ -806,6 +896,10 @@ class JobStore:
                         stage=None,
                         attempt_errors=attempt_errors,
                     )
+                )
+                self._event(
+                    conn, job_id, STATUS_QUEUED, now, attempt=row.attempts, worker=worker_id,
+                    detail=code,
                 )
             else:
                 self._finish(conn, row, STATUS_FAILED, code, message, attempt_errors, now)
@@ -859,21 +953,341 @@ class JobStore:
                 delete(idempotency_keys).where(idempotency_keys.c.expires_at <= self._clock())
             ).rowcount
 
+    @_retry_once
+    def events(self, job_id: str) -> list[JobEvent]:
+        """The job's state transitions, oldest first."""
+        with self._tx(write=False) as conn:
+            self._load_job(conn, job_id)
+            rows = conn.execute(
+                select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+            )
+            return [JobEvent(r.at, r.status, r.attempt, r.worker, r.detail) for r in rows]
+
+    @_retry_once
+    def rotate_webhook_secret(self, account_id: str) -> AccountRecord:
+        """A fresh webhook signing secret for the account; the old one stops
+        signing at once (deliveries already in flight were signed with it)."""
+        with self._tx() as conn:
+            self._lock_account(conn, account_id)
+            conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .values(webhook_secret=secrets.token_hex(32))
+            )
+            return self._load_account(conn, account_id)
+
+    # -- webhooks: the outbox ------------------------------------------------
+
+    @_retry_once
+    def claim_webhook(self, dispatcher_id: str, lease_seconds: float) -> WebhookTask | None:
+        """Lease the most overdue pending delivery to `dispatcher_id`, or None.
+
+        The attempt number is taken under the row lock, so two dispatchers
+        never start the same attempt. A delivery whose dispatcher died (lease
+        expired) is resumed: its unfinished attempt is recorded with an
+        unknown outcome and the next attempt starts. Deliveries past their
+        give-up time fail instead.
+        """
+        if not lease_seconds > 0:
+            raise InvalidParameter("lease_seconds", "lease_seconds must be positive.")
+        with self._tx() as conn:
+            now = self._clock()
+            for _ in range(MAX_CLAIM_CANDIDATES):
+                row = conn.execute(
+                    select(webhooks)
+                    .where(
+                        webhooks.c.status == WEBHOOK_PENDING,
+                        webhooks.c.next_attempt_at <= now,
+                        or_(
+                            webhooks.c.lease_expires_at.is_(None),
+                            webhooks.c.lease_expires_at <= now,
+                        ),
+                    )
+                    .order_by(webhooks.c.next_attempt_at, webhooks.c.job_id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                ).first()
+                if row is None:
+                    return None
+                if row.lease_owner is not None:
+                    conn.execute(
+                        _insert_ignoring_conflicts(self._dialect, webhook_deliveries).values(
+                            job_id=row.job_id,
+                            attempt=row.attempts,
+                            dispatcher=row.lease_owner,
+                            at=row.lease_expires_at,
+                            error="the dispatcher stopped before recording the outcome "
+                            "(lease expired); the receiver may have got it",
+                            next_attempt_at=now,
+                        )
+                    )
+                if now >= row.give_up_at:
+                    conn.execute(
+                        update(webhooks)
+                        .where(webhooks.c.job_id == row.job_id)
+                        .values(
+                            status=WEBHOOK_FAILED, finished_at=now, next_attempt_at=None,
+                            lease_owner=None, lease_expires_at=None,
+                        )
+                    )
+                    continue
+                attempt = row.attempts + 1
+                conn.execute(
+                    update(webhooks)
+                    .where(webhooks.c.job_id == row.job_id, webhooks.c.attempts == row.attempts)
+                    .values(
+                        attempts=attempt,
+                        lease_owner=dispatcher_id,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    )
+                )
+                secret = conn.execute(
+                    select(accounts.c.webhook_secret).where(accounts.c.id == row.account_id)
+                ).scalar_one()
+                job = self._with_webhooks(conn, [self._load_job(conn, row.job_id)])[0]
+                return WebhookTask(job=job, url=row.url, attempt=attempt, secret=secret)
+            return None
+
+    @_retry_once
+    def record_webhook_attempt(
+        self,
+        job_id: str,
+        dispatcher_id: str,
+        attempt: int,
+        *,
+        started_at: datetime,
+        duration_ms: int,
+        status_code: int | None,
+        error: str | None,
+        delivered: bool,
+        retry_in_seconds: float | None,
+    ) -> WebhookState:
+        """Record the outcome of a claimed attempt and schedule what follows.
+
+        Not delivered: the next attempt is due in `retry_in_seconds`, unless
+        that is None (a permanent refusal) or falls after the give-up time, in
+        which case the delivery has failed. If the lease was lost meanwhile,
+        only the attempt's own row is written; the state belongs to its new holder.
+        """
+        with self._tx() as conn:
+            now = self._clock()
+            row = conn.execute(
+                select(webhooks).where(webhooks.c.job_id == job_id).with_for_update()
+            ).first()
+            if row is None:
+                raise NotFound(f"No webhook for job {job_id!r}.")
+            held = row.lease_owner == dispatcher_id and row.attempts == attempt
+            next_at: datetime | None = None
+            if held:
+                status = WEBHOOK_DELIVERED if delivered else WEBHOOK_FAILED
+                if not delivered and retry_in_seconds is not None:
+                    due = now + timedelta(seconds=retry_in_seconds)
+                    if due < row.give_up_at:
+                        status, next_at = WEBHOOK_PENDING, due
+                conn.execute(
+                    update(webhooks)
+                    .where(webhooks.c.job_id == job_id)
+                    .values(
+                        status=status,
+                        next_attempt_at=next_at,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        finished_at=None if status == WEBHOOK_PENDING else now,
+                    )
+                )
+            else:
+                log.warning("webhook %s attempt %d: lease lost before recording", job_id, attempt)
+            outcome = {
+                "dispatcher": dispatcher_id,
+                "at": started_at,
+                "duration_ms": duration_ms,
+                "status_code": status_code,
+                "error": error,
+            }
+            # A resumed delivery may already hold a placeholder row for this
+            # attempt; the real outcome replaces it.
+            replaced = conn.execute(
+                update(webhook_deliveries)
+                .where(
+                    webhook_deliveries.c.job_id == job_id, webhook_deliveries.c.attempt == attempt
+                )
+                .values(**outcome)
+            ).rowcount
+            if not replaced:
+                conn.execute(
+                    insert(webhook_deliveries).values(
+                        job_id=job_id, attempt=attempt, next_attempt_at=next_at, **outcome
+                    )
+                )
+            return self._load_webhooks(conn, [job_id])[job_id]
+
+    @_retry_once
+    def seconds_until_webhook_due(self) -> float | None:
+        """Seconds until the next pending delivery (or a dispatcher's lease)
+        falls due; 0 if one is due now, None if nothing is pending."""
+        with self._tx(write=False) as conn:
+            now = self._clock()
+            soonest = conn.execute(
+                select(func.min(webhooks.c.next_attempt_at)).where(
+                    webhooks.c.status == WEBHOOK_PENDING
+                )
+            ).scalar_one()
+            leased = conn.execute(
+                select(func.min(webhooks.c.lease_expires_at)).where(
+                    webhooks.c.status == WEBHOOK_PENDING, webhooks.c.lease_expires_at > now
+                )
+            ).scalar_one()
+        if soonest is None:
+            return None
+        due = _as_utc(soonest)
+        if due <= now and leased is not None:
+            # The due row may be the one in flight; wake when its lease ends.
+            return max(0.0, (_as_utc(leased) - now).total_seconds())
+        return max(0.0, (due - now).total_seconds())
+
+    # -- retention -----------------------------------------------------------
+
+    @_retry_once
+    def jobs_with_inputs_to_purge(
+        self, older_than: timedelta, limit: int = 500
+    ) -> list[tuple[str, dict[str, str]]]:
+        """(job id, inputs) of terminal jobs that ended before now - older_than
+        and still have their input blobs."""
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                select(jobs.c.id, jobs.c.inputs)
+                .where(
+                    jobs.c.inputs_purged_at.is_(None),
+                    jobs.c.completed_at <= self._clock() - older_than,
+                    jobs.c.status.in_(TERMINAL_STATUSES),
+                )
+                .order_by(jobs.c.completed_at)
+                .limit(limit)
+            )
+            return [(r.id, dict(r.inputs or {})) for r in rows]
+
+    @_retry_once
+    def mark_inputs_purged(self, job_ids: list[str]) -> int:
+        if not job_ids:
+            return 0
+        with self._tx() as conn:
+            return conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(job_ids),
+                    jobs.c.status.in_(TERMINAL_STATUSES),
+                    jobs.c.inputs_purged_at.is_(None),
+                )
+                .values(inputs_purged_at=self._clock())
+            ).rowcount
+
+    @_retry_once
+    def jobs_with_outputs_to_purge(self, limit: int = 500) -> list[tuple[str, str]]:
+        """(job id, output key) of completed jobs whose output has expired
+        (output_expires_at passed) and is still stored."""
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                select(jobs.c.id, jobs.c.output_key)
+                .where(
+                    jobs.c.output_purged_at.is_(None),
+                    jobs.c.output_expires_at <= self._clock(),
+                    jobs.c.status == STATUS_COMPLETED,
+                    jobs.c.output_key.is_not(None),
+                )
+                .order_by(jobs.c.output_expires_at)
+                .limit(limit)
+            )
+            return [(r.id, r.output_key) for r in rows]
+
+    @_retry_once
+    def mark_output_purged(self, job_ids: list[str]) -> int:
+        if not job_ids:
+            return 0
+        with self._tx() as conn:
+            return conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(job_ids),
+                    jobs.c.status == STATUS_COMPLETED,
+                    jobs.c.output_purged_at.is_(None),
+                )
+                .values(output_purged_at=self._clock())
+            ).rowcount
+
+    @_retry_once
+    def delete_old_jobs(self, older_than: timedelta, limit: int = 500) -> list[str]:
+        """Delete terminal jobs that ended before now - older_than, whose blobs
+        are gone and whose webhook is settled (or past its give-up time), with
+        their events, webhook rows and idempotency keys. Ledger rows stay.
+        Returns the deleted ids."""
+        with self._tx() as conn:
+            now = self._clock()
+            cutoff = now - older_than
+            unsettled = select(webhooks.c.job_id).where(
+                webhooks.c.status == WEBHOOK_PENDING, webhooks.c.give_up_at > now
+            )
+            ids = list(
+                conn.execute(
+                    select(jobs.c.id)
+                    .where(
+                        jobs.c.completed_at <= cutoff,
+                        jobs.c.status.in_(TERMINAL_STATUSES),
+                        jobs.c.inputs_purged_at.is_not(None),
+                        or_(jobs.c.output_key.is_(None), jobs.c.output_purged_at.is_not(None)),
+                        jobs.c.id.not_in(unsettled),
+                    )
+                    .order_by(jobs.c.completed_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )
+            if not ids:
+                return []
+            for table, column in (
+                (webhook_deliveries, webhook_deliveries.c.job_id),
+                (webhooks, webhooks.c.job_id),
+                (job_events, job_events.c.job_id),
+                (idempotency_keys, idempotency_keys.c.job_id),
+            ):
+                conn.execute(delete(table).where(column.in_(ids)))
+            conn.execute(
+                delete(jobs).where(jobs.c.id.in_(ids), jobs.c.status.in_(TERMINAL_STATUSES))
+            )
+            return ids
+
+    @_retry_once
+    def referenced_output_keys(self, keys: list[str]) -> set[str]:
+        """Which of these blob keys some job holds as its output."""
+        if not keys:
+            return set()
+        with self._tx(write=False) as conn:
+            return set(
+                conn.execute(select(jobs.c.output_key).where(jobs.c.output_key.in_(keys))).scalars()
+            )
+
     # -- internals ---------------------------------------------------------
 
     @contextmanager
-    def _tx(self, *, write: bool = True) -> Iterator[Connection]:
+    def _tx(self, *, write: bool = True, durable: bool = True) -> Iterator[Connection]:
         """One transaction; commits when the body returns.
 
         A connection lost (or a deadlock) before the commit is reported as
         `_Retryable`: the database rolled the transaction back. A connection
         lost during the commit is not retryable: it may have committed.
+
+        `durable=False` (PostgreSQL) commits without waiting for the WAL
+        flush. Only for changes the queue heals by itself if a server crash
+        loses them: a lost claim or heartbeat leaves a lease that expires,
+        and the job runs again. Money, job outcomes and webhook results are
+        always durable.
         """
         body_done = False
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**{WRITE_OPTION: write})
                 with conn.begin():
+                    if not durable and self._dialect == "postgresql":
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                     yield conn
                     body_done = True
         except DBAPIError as exc:
@@ -887,6 +1301,89 @@ class JobStore:
             if isinstance(exc, OperationalError):
                 raise ServiceUnavailable(f"The database is unavailable: {exc.orig}") from exc
             raise
+
+    def _event(
+        self,
+        conn: Connection,
+        job_id: str,
+        status: str,
+        now: datetime,
+        *,
+        attempt: int,
+        worker: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        conn.execute(
+            insert(job_events).values(
+                job_id=job_id, at=now, status=status, attempt=attempt, worker=worker,
+                detail=detail,
+            )
+        )
+
+    def _enqueue_webhook(
+        self, conn: Connection, job_id: str, account_id: str, url: str | None, now: datetime
+    ) -> None:
+        """Put the job's webhook in the outbox (once; a job ends only once)."""
+        if not url:
+            return
+        conn.execute(
+            _insert_ignoring_conflicts(self._dialect, webhooks).values(
+                job_id=job_id,
+                account_id=account_id,
+                url=url,
+                status=WEBHOOK_PENDING,
+                attempts=0,
+                created_at=now,
+                give_up_at=now + self._webhook_max_age,
+                next_attempt_at=now,
+            )
+        )
+
+    def _load_webhooks(self, conn: Connection, job_ids: list[str]) -> dict[str, WebhookState]:
+        if not job_ids:
+            return {}
+        attempts: dict[str, list[WebhookAttempt]] = {}
+        for r in conn.execute(
+            select(webhook_deliveries)
+            .where(webhook_deliveries.c.job_id.in_(job_ids))
+            .order_by(webhook_deliveries.c.job_id, webhook_deliveries.c.attempt)
+        ):
+            attempts.setdefault(r.job_id, []).append(
+                WebhookAttempt(
+                    attempt=r.attempt,
+                    at=r.at,
+                    dispatcher=r.dispatcher,
+                    duration_ms=r.duration_ms,
+                    status_code=r.status_code,
+                    error=r.error,
+                    next_attempt_at=r.next_attempt_at,
+                )
+            )
+        return {
+            r.job_id: WebhookState(
+                url=r.url,
+                status=r.status,
+                attempts=attempts.get(r.job_id, []),
+                next_attempt_at=r.next_attempt_at if r.status == WEBHOOK_PENDING else None,
+            )
+            for r in conn.execute(select(webhooks).where(webhooks.c.job_id.in_(job_ids)))
+        }
+
+    def _with_webhooks(self, conn: Connection, records: list[JobRecord]) -> list[JobRecord]:
+        """The records with their webhook state. A job that has not ended has
+        no outbox row yet and shows a pending delivery without attempts; one
+        that ended before webhooks existed (migration 0002) shows none."""
+        wanted = [r.id for r in records if r.webhook_url]
+        if not wanted:
+            return records
+        states = self._load_webhooks(conn, wanted)
+        out = []
+        for r in records:
+            state = states.get(r.id)
+            if state is None and r.webhook_url and r.status not in TERMINAL_STATUSES:
+                state = WebhookState(r.webhook_url, WEBHOOK_PENDING, [])
+            out.append(dataclasses.replace(r, webhook=state) if state is not None else r)
+        return out
 
     def _load_account(self, conn: Connection, account_id: str) -> AccountRecord:
         row = conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
@@ -973,6 +1470,11 @@ class JobStore:
         ).rowcount
         if changed == 1:
             self._refund(conn, row, now)
+            self._event(
+                conn, row.id, status, now, attempt=row.attempts, worker=row.lease_owner,
+                detail=code,
+            )
+            self._enqueue_webhook(conn, row.id, row.account_id, row.webhook_url, now)
 
     def _finish_expired(
         self, conn: Connection, row: Row[Any], attempt_errors: list[dict[str, Any]], now: datetime
@@ -1011,27 +1513,39 @@ class JobStore:
         if self._dialect == "postgresql":
             conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 
+    def _claimable(self, conn: Connection, now: datetime) -> bool:
+        """Whether a claim would find a job now (one statement, two index probes)."""
+        probes = [
+            exists(query.with_only_columns(jobs.c.id).order_by(None))
+            for query in _claim_candidates(now)
+        ]
+        return bool(conn.execute(select(or_(*probes))).scalar_one())
+
     def _seconds_until_due(self) -> tuple[bool, float | None]:
         """(claimable now, seconds until the next retry or lease expiry falls due)."""
         with self._tx(write=False) as conn:
             now = self._clock()
-            runnable = conn.execute(select(jobs.c.id).where(_runnable(now)).limit(1)).first()
-            next_due = conn.execute(
-                select(
-                    func.min(jobs.c.run_after).filter(
+            runnable = self._claimable(conn, now)
+            # Two index lookups rather than one filtered aggregate, which
+            # would read the whole table.
+            next_due = (
+                conn.execute(
+                    select(func.min(jobs.c.run_after)).where(
                         jobs.c.status == STATUS_QUEUED, jobs.c.run_after > now
-                    ),
-                    func.min(jobs.c.lease_expires_at).filter(
+                    )
+                ).scalar_one(),
+                conn.execute(
+                    select(func.min(jobs.c.lease_expires_at)).where(
                         jobs.c.status == STATUS_PROCESSING, jobs.c.lease_expires_at > now
-                    ),
-                )
-            ).one()
+                    )
+                ).scalar_one(),
+            )
         due = [moment for moment in next_due if moment is not None]
         if not due:
-            return runnable is not None, None
+            return runnable, None
         # Naive values can come back from an aggregate on SQLite, which loses the column type.
         soonest = min(_as_utc(moment) for moment in due)
-        return runnable is not None, max(0.0, (soonest - now).total_seconds())
+        return runnable, max(0.0, (soonest - now).total_seconds())
 
     def _wait_polling(self, deadline: float, timeout: float) -> None:
         sleep = min(POLL_FIRST_SLEEP_SECONDS, timeout)
@@ -1043,7 +1557,8 @@ class JobStore:
             time.sleep(min(sleep, remaining))
             sleep = min(sleep * 2, cap)
             try:
-                claimable, _ = self._seconds_until_due()
+                with self._tx(write=False) as conn:
+                    claimable = self._claimable(conn, self._clock())
             except (_Retryable, ServiceUnavailable) as exc:
                 log.warning("wait_for_work: %s", exc)
                 continue
@@ -1110,8 +1625,26 @@ class JobStore:
             pass
 
 
-def _runnable(now: datetime) -> Any:
-    """Jobs a claim may take now (the account cap is re-checked under its lock)."""
+def _claim_candidates(now: datetime) -> tuple[Any, Any]:
+    """The queries for jobs a claim may take now, in the order to try them:
+    expired leases (index status, lease_expires_at), then due queued jobs of
+    accounts under their cap (index status, run_after, id). The cap is
+    re-checked under the account's lock."""
+    expired = (
+        select(jobs)
+        .where(jobs.c.status == STATUS_PROCESSING, jobs.c.lease_expires_at <= now)
+        .order_by(jobs.c.lease_expires_at, jobs.c.id)
+    )
+    queued = (
+        select(jobs)
+        .where(jobs.c.status == STATUS_QUEUED, jobs.c.run_after <= now, _under_cap(now))
+        .order_by(jobs.c.run_after, jobs.c.id)
+    )
+    return expired, queued
+
+
+def _under_cap(now: datetime) -> Any:
+    """The job's account has fewer live leases than max_concurrent_jobs."""
     running = jobs.alias("running")
     used = (
         select(func.count())
@@ -1127,10 +1660,7 @@ def _runnable(now: datetime) -> Any:
         .where(accounts.c.id == jobs.c.account_id)
         .scalar_subquery()
     )
-    return or_(
-        and_(jobs.c.status == STATUS_QUEUED, jobs.c.run_after <= now, used < cap),
-        and_(jobs.c.status == STATUS_PROCESSING, jobs.c.lease_expires_at <= now),
-    )
+    return used < cap
 
 
 def _held_by(job_id: str, worker_id: str) -> Any:
@@ -1235,4 +1765,6 @@ def _job_record(row: Row[Any]) -> JobRecord:
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
         run_after=row.run_after,
+        inputs_purged_at=row.inputs_purged_at,
+        output_purged_at=row.output_purged_at,
     )

@@ -20,8 +20,10 @@ from services.common.logs import request_id, setup_logging
 from services.jobs import metrics
 from services.jobs.engines import TritonEngines
 from services.jobs.pipeline import Pipeline, elapsed_ms, is_transient
+from services.jobs.retention import output_ttl_for, start_retention_thread
 from services.jobs.settings import JobsSettings
 from services.jobs.store import JobRecord, JobStore
+from services.jobs.webhooks import start_webhook_threads
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ class Worker:
                     height=result.height, format=result.format,
                     processing_ms=elapsed_ms(start), engines=result.engines,
                     pipeline=result.pipeline,
-                    output_ttl_seconds=self.settings.output_ttl_seconds,
+                    output_ttl_seconds=output_ttl_for(self.settings, job),
                 )
                 if not done:
                     # Someone else owns the job now; our output is an orphan.
@@ -186,7 +188,14 @@ def main() -> None:
     ]
     for t in threads:
         t.start()
-    log.info("worker started with %d thread(s)", len(threads))
+    # Housekeeping rides along in every worker process: webhook dispatchers and
+    # retention passes coordinate through the database like the workers do.
+    webhook_threads = start_webhook_threads(settings, store, stop)
+    start_retention_thread(settings, store, LocalBlobStore(settings.blob_root), stop)
+    log.info(
+        "worker started with %d thread(s), %d webhook dispatcher(s), retention every %.0f s",
+        len(threads), len(webhook_threads), settings.retention_interval_seconds,
+    )
     for t in threads:
         t.join()
     store.close()

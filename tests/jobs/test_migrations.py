@@ -1,0 +1,188 @@
+"""Migrations upgrade a live database in place: a database created at the first
+revision, with accounts, keys, ledger rows and jobs in every state, is
+upgraded to head with its data intact and keeps working."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+
+from services.jobs import keys as keylib
+from services.jobs.migrations import alembic_config
+from services.jobs.models import metadata, webhooks
+from services.jobs.store import JobStore
+
+
+def _upgrade(store: JobStore, revision: str) -> None:
+    config = alembic_config()
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def _job(job_id: str, status: str, now: datetime, **extra: Any) -> dict[str, Any]:
+    row = {
+        "id": job_id,
+        "account_id": "acct",
+        "operation": "product-photo",
+        "status": status,
+        "params": '{"preset": "marble"}',
+        "inputs": '{"image": "inputs/20260101/' + job_id.ljust(22, "x") + '.png"}',
+        "credits_milli": 7000,
+        "pipeline": '["remove-background"]',
+        "engines": "{}",
+        "estimated_seconds": 3,
+        "created_at": now - timedelta(days=3),
+        "attempts": 0,
+        "max_attempts": 3,
+        "request_fingerprint": "fp",
+        "attempt_errors": "[]",
+        "run_after": now - timedelta(days=3),
+        "webhook_url": "https://example.com/hook",
+        "completed_at": None,
+        "output_key": None,
+        "output_expires_at": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    row.update(extra)
+    return row
+
+
+def _naive_if_sqlite(store: JobStore, row: dict[str, Any]) -> dict[str, Any]:
+    # Raw SQL bypasses UTCDateTime: SQLite stores naive UTC text, PostgreSQL timestamptz.
+    if store.dialect != "sqlite":
+        return row
+    return {
+        k: (v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v)
+        for k, v in row.items()
+    }
+
+
+def test_upgrade_from_first_revision_keeps_data_and_works(empty_db_url: str) -> None:
+    store = JobStore(empty_db_url)
+    try:
+        _upgrade(store, "0001")
+        now = datetime.now(UTC)
+        generated = keylib.generate_key()
+        rows = [
+            _job("queued1", "queued", now),
+            _job(
+                "running1",
+                "processing",
+                now,
+                attempts=1,
+                lease_owner="old-worker",
+                lease_expires_at=now - timedelta(seconds=5),
+            ),
+            _job(
+                "recent1",
+                "completed",
+                now,
+                attempts=1,
+                completed_at=now - timedelta(hours=1),
+                output_key="outputs/20260101/recent1xxxxxxxxxxxxxxx.jpg",
+                output_expires_at=now + timedelta(hours=23),
+            ),
+            _job("old1", "failed", now, attempts=3, completed_at=now - timedelta(days=2)),
+        ]
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (id, name, plan, rate_limit_per_minute, "
+                    "allowed_operations, webhook_secret, max_concurrent_jobs, created_at) "
+                    "VALUES ('acct', 'legacy', 'pro', 60, '[]', :secret, 4, :now)"
+                ),
+                _naive_if_sqlite(store, {"secret": "s" * 64, "now": now}),
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO api_keys (id, account_id, prefix, key_hash, created_at) "
+                    "VALUES ('k1', 'acct', :prefix, :hash, :now)"
+                ),
+                _naive_if_sqlite(
+                    store, {"prefix": generated.prefix, "hash": generated.key_hash, "now": now}
+                ),
+            )
+            for row in rows:
+                columns = ", ".join(row)
+                values = ", ".join(f":{k}" for k in row)
+                conn.execute(
+                    text(f"INSERT INTO jobs ({columns}) VALUES ({values})"),
+                    _naive_if_sqlite(store, row),
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO ledger (account_id, job_id, delta_milli, reason, created_at) "
+                    "VALUES ('acct', NULL, 100000, 'grant', :now)"
+                ),
+                _naive_if_sqlite(store, {"now": now}),
+            )
+            for row in rows:
+                conn.execute(
+                    text(
+                        "INSERT INTO ledger (account_id, job_id, delta_milli, reason, created_at) "
+                        "VALUES ('acct', :job, -7000, 'charge', :now)"
+                    ),
+                    _naive_if_sqlite(store, {"job": row["id"], "now": now}),
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO ledger (account_id, job_id, delta_milli, reason, created_at) "
+                    "VALUES ('acct', 'old1', 7000, 'refund', :now)"
+                ),
+                _naive_if_sqlite(store, {"now": now}),
+            )
+
+        store.migrate()
+
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+            outbox = {r.job_id: r for r in conn.execute(select(webhooks))}
+        assert diff == []
+        # Data intact: the account, its key, its balance and every job.
+        found = store.authenticate(generated.plaintext)
+        assert found is not None and found[0].id == "acct"
+        assert store.balance("acct") == 100 - 4 * 7 + 7
+        assert store.get("recent1").output_key == "outputs/20260101/recent1xxxxxxxxxxxxxxx.jpg"
+        assert store.get("old1").status == "failed"
+        # Jobs ended within the webhook window get their (first ever) delivery.
+        assert set(outbox) == {"recent1"} and outbox["recent1"].status == "pending"
+        assert store.get("recent1").webhook.status == "pending"  # type: ignore[union-attr]
+        assert store.get("old1").webhook is None
+
+        # The queue works on old rows: the expired lease is taken over, the
+        # queued job runs, and both end with events and outbox rows.
+        seen = set()
+        for _ in range(2):
+            job = store.claim("new-worker", 30)
+            assert job is not None
+            seen.add(job.id)
+            assert store.complete(
+                job.id,
+                "new-worker",
+                output_key=f"outputs/20260101/{job.id}xxxxxxxxxxxxxx.jpg",
+                width=1,
+                height=1,
+                format="jpeg",
+                processing_ms=1,
+                engines={},
+                pipeline=[],
+                output_ttl_seconds=60,
+            )
+        assert seen == {"queued1", "running1"}
+        assert [e.status for e in store.events("running1")] == ["processing", "completed"]
+        assert store.events("running1")[0].detail == "lease_expired"
+        assert store.get("running1").webhook.status == "pending"  # type: ignore[union-attr]
+
+        # Running the migrations again changes nothing.
+        store.migrate()
+        assert store.balance("acct") == 100 - 4 * 7 + 7
+    finally:
+        store.close()
