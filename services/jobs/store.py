@@ -17,7 +17,10 @@ Invariants the rest of the system relies on:
 Writers serialise per account on PostgreSQL (`SELECT ... FOR NO KEY UPDATE` on
 the account row) and globally on SQLite (`BEGIN IMMEDIATE`, see db.py).
 Lock order is always job row, then account row, which keeps PostgreSQL free of
-deadlocks between claims, cancels and submits.
+deadlocks between claims, cancels and submits. Claims check the account's
+concurrency cap, not its balance, so on PostgreSQL they serialise on a
+transaction advisory lock of their own per account (`_lock_claims`) instead
+of the row: a busy account's claims do not queue behind its submits' commits.
 """
 
 from __future__ import annotations
@@ -112,6 +115,10 @@ STATUS_CANCELED = "canceled"
 TERMINAL_STATUSES = frozenset({STATUS_COMPLETED, STATUS_FAILED, STATUS_BLOCKED, STATUS_CANCELED})
 
 _MIGRATE_LOCK = threading.Lock()
+
+# The first key of the per-account advisory locks claims take (PostgreSQL);
+# any constant works as long as nothing else in the database uses it.
+_CLAIM_LOCK_CLASS = 0x4C42_434C
 
 # Reasons add_credits accepts; "charge" and "refund" rows belong to jobs only.
 MANUAL_LEDGER_REASONS = ("grant", "adjustment")
@@ -756,7 +763,7 @@ class JobStore:
                         self._finish_expired(conn, row, attempt_errors, now)
                         savepoint.commit()
                         continue
-                account = self._lock_account(conn, row.account_id)
+                account = self._lock_claims(conn, row.account_id)
                 if self._alive_leases(conn, row.account_id, now, exclude=row.id) >= (
                     account.max_concurrent_jobs
                 ):
@@ -1401,6 +1408,15 @@ class JobStore:
             raise NotFound(f"No account with id {account_id!r}.")
         return _account_record(row)
 
+    def _lock_claims(self, conn: Connection, account_id: str) -> AccountRecord:
+        """Serialise the claims of one account (the cap check) until commit, or
+        until the savepoint around a passed-over candidate rolls back."""
+        if self._dialect == "postgresql":
+            conn.execute(
+                select(func.pg_advisory_xact_lock(_CLAIM_LOCK_CLASS, func.hashtext(account_id)))
+            )
+        return self._load_account(conn, account_id)
+
     def _load_job(self, conn: Connection, job_id: str, account_id: str | None = None) -> JobRecord:
         query = select(jobs).where(jobs.c.id == job_id)
         if account_id is not None:
@@ -1702,6 +1718,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(created_at, str):
+            raise TypeError("cursor time is not a string")
         moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
         if moment.tzinfo is None or not isinstance(job_id, str):
             raise ValueError("incomplete cursor")

@@ -505,6 +505,7 @@ def test_usage_pages_newest_first_and_only_yours(stack: RunningStack) -> None:
         ({"limit": "ten"}, "limit"),
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"cursor": "c" * 600}, "cursor"),
+        ({"cursor": "WzEsICJ4Il0"}, "cursor"),  # base64 JSON of the wrong shape: [1, "x"]
     ],
 )
 def test_usage_bad_input(sqlite_stack: RunningStack, key: Key, params: dict, field: str) -> None:
