@@ -71,7 +71,7 @@ def run_demo(out_dir: str) -> int:
     base = CommonSettings()
     with tempfile.TemporaryDirectory(prefix="lightbox-demo-") as tmp:
         settings = CommonSettings(
-            home=Path(tmp), http_port=free_port_block(6), numba_cache_dir=base.numba_cache_dir
+            home=Path(tmp), http_port=free_port_block(), numba_cache_dir=base.numba_cache_dir
         )
         stack = Stack(settings=settings, log_path=Path(tmp) / "stack.log")
         print(f"demo: starting a stack in {tmp} ...", flush=True)

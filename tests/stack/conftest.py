@@ -33,7 +33,7 @@ def start_stack(
 ) -> RunningStack:
     settings = CommonSettings(
         home=home,
-        http_port=free_port_block(6),
+        http_port=free_port_block(),
         database_url=database_url,
         numba_cache_dir=NUMBA_CACHE,
     )
