@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 import socket
 
-
 # gateway P; jobs P+1; compositor P+2; Triton gRPC/HTTP/metrics P+3..P+5; worker metrics P+6
 STACK_PORTS = 7
 
