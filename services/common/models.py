@@ -41,6 +41,7 @@ def usable(model: str, ready: set[str]) -> bool:
     """Whether `model` and every model it calls are ready."""
     return model in ready and all(dep in ready for dep in REQUIRES.get(model, ()))
 
+
 INSTALL_HINT: dict[str, str] = {
     SDXL: "Export an SDXL checkpoint with `lightbox models export sdxl DIFFUSERS_DIR`.",
     SDXL_INPAINT: "Export an SDXL inpainting checkpoint with "
