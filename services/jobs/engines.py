@@ -255,14 +255,11 @@ class TritonEngines:
             raise LightboxError(f"{models.FACE_RESTORE} returned no FACES count")
         return out, int(faces.reshape(-1)[0])
 
-    def _usable(self, model: str, ready: set[str]) -> bool:
-        return model in ready and all(dep in ready for dep in models.REQUIRES.get(model, ()))
-
     def _choose(self, stage: str, table: tuple[tuple[str, str], ...]) -> tuple[str, str]:
         """The best (model, engine) of `table` that can serve now."""
         ready = self.ready_models()
         for model, engine in table:
-            if self._usable(model, ready):
+            if models.usable(model, ready):
                 return model, engine
         best = table[0][0]
         raise ModelUnavailable(
@@ -273,7 +270,7 @@ class TritonEngines:
 
     def _require_front(self, model: str) -> None:
         ready = self.ready_models()
-        if not self._usable(model, ready):
+        if not models.usable(model, ready):
             missing = [m for m in (model, *models.REQUIRES.get(model, ())) if m not in ready]
             raise ModelUnavailable(
                 f"the '{model}' model is not ready in Triton (not ready: {', '.join(missing)})",

@@ -34,6 +34,8 @@ import triton_python_backend_utils as pb_utils
 _PARAMS = {"intra_op_threads": 0, "inter_op_threads": 1}
 # Parameters the python backend itself interprets; they may sit in any config.pbtxt.
 _BACKEND_PARAMETERS = {"EXECUTION_ENV_PATH", "FORCE_CPU_ONLY_INPUT_TENSORS"}
+# Words in onnxruntime's errors that mean the request, not the model, is at fault.
+_BAD_INPUT = ("invalid_argument", "invalid", "shape", "dimension", "broadcast")
 
 
 class RequestError(ValueError):
@@ -161,8 +163,9 @@ class TritonPythonModel:
 
     def _failed(self, index: int) -> Any:
         message = traceback.format_exc(limit=1).strip().splitlines()[-1]
-        # onnxruntime rejects malformed inputs (rank, size) with INVALID_ARGUMENT.
-        if "INVALID_ARGUMENT" in message or "Invalid" in message:
+        # onnxruntime rejects malformed inputs with INVALID_ARGUMENT when it checks them
+        # up front, or with FAIL from the kernel that meets the mismatched sizes.
+        if any(k in message.lower() for k in _BAD_INPUT):
             return _error(f"{self.name}: {message}", pb_utils.TritonError.INVALID_ARG)
         pb_utils.Logger.log_error(f"{self.name} failed: {traceback.format_exc()}")
         return _error(f"{self.name} failed: {message}", pb_utils.TritonError.INTERNAL)

@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as triton_grpc
+from tritonclient.utils import InferenceServerException
 
 from services.common.triton import TritonProcess
 from services.models.contracts import CONTRACTS, Contract, sample_shape
@@ -117,3 +118,36 @@ def test_concurrent_requests_are_batched(production_server: TritonProcess) -> No
     sizes = {int(b["batch_size"]) for b in stats.get("batch_stats", [])}
     assert max(sizes) > 1, stats.get("batch_stats")
     assert int(stats["execution_count"]) < int(stats["inference_count"])
+
+
+def test_a_malformed_request_fails_alone(production_server: TritonProcess) -> None:
+    """Requests batched together with one the graph rejects (image and mask of
+    different sizes): that one gets INVALID_ARG, the others their results."""
+    name = "inpaint_lama_onnx"
+    good = random_inputs(CONTRACTS[name], seed=1)
+    bad = dict(good, mask=np.ones((1, 1, 32, 32), np.float32))
+    results: dict[int, object] = {}
+    barrier = threading.Barrier(4)
+
+    def fire(k: int) -> None:
+        client = triton_grpc.InferenceServerClient(production_server.grpc_addr)
+        try:
+            barrier.wait()
+            try:
+                results[k] = client.infer(name, triton_inputs(bad if k == 0 else good)).as_numpy(
+                    "output"
+                )
+            except InferenceServerException as exc:
+                results[k] = exc
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=fire, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(results[0], InferenceServerException)
+    assert "INVALID_ARG" in str(results[0].status())
+    for k in (1, 2, 3):
+        assert isinstance(results[k], np.ndarray) and results[k].shape == (1, 3, 64, 64)
