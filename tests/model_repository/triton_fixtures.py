@@ -141,9 +141,7 @@ def test_models() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def production_repo(
-    test_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
+def production_repo(test_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository with every contract's stand-in installed (cpu target)."""
     from services.models.install import install
     from services.models.testmodels import tokenizer_dir
