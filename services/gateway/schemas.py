@@ -137,6 +137,9 @@ class ProductPhotoParams(_Params):
     )
     x: float = Field(50.0, ge=0, le=100, description="Subject centre, % of canvas width.")
     y: float = Field(55.0, ge=0, le=100, description="Subject centre, % of canvas height.")
+    padding: float = Field(
+        0.0, ge=0, le=0.45, description="Minimum margin around the subject, share of the canvas."
+    )
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="For generated backgrounds.")
     negative_prompt: Prompt | None = Field(None, description="For generated backgrounds.")
     steps: int | None = Field(None, ge=1, le=100, description="Diffusion steps (generated).")

@@ -266,6 +266,7 @@ class Pipeline:
                 output_width=width,
                 output_height=height,
                 megapixel=float(p.get("megapixel") or 0),
+                padding=float(p.get("padding") or 0),
                 scale=float(p.get("scale") or 0),
                 x=float(p.get("x", -1)),
                 y=float(p.get("y", -1)),

@@ -338,3 +338,27 @@ def test_readyz_is_503_while_a_dependency_is_down(sqlite_stack: RunningStack) ->
         stack.stack.restart("compositor")
         stack.stack.wait_ready(timeout=60)
     assert requests.get(f"{stack.url}/readyz").status_code == 200
+
+
+def test_layout_options_through_rest(sqlite_stack: RunningStack, bottle) -> None:
+    stack = sqlite_stack
+    done = poll(stack, submit(stack, "product-photo", encode(bottle.rgb, "PNG"),
+                              output_size="800x600", scale=0.5, x=30, y=40,
+                              shadow_type="none", output_format="png")["id"])
+    assert done["status"] == "completed", done
+    px = np.asarray(Image.open(io.BytesIO(requests.get(done["output_url"], timeout=10).content)))
+    assert px.shape[:2] == (600, 800)
+    ys, xs = np.nonzero(px[..., :3].min(axis=2) < 250)
+    cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
+    assert abs(cx - 240) <= 3 and abs(cy - 240) <= 3
+    assert abs(max(xs.ptp(), ys.ptp()) + 1 - 300) <= 4
+
+    done = poll(stack, submit(stack, "product-photo", encode(bottle.rgb, "PNG"),
+                              aspect_ratio="4:5", scale=1, padding=0.3, shadow_type="none",
+                              output_format="png")["id"])
+    px = np.asarray(Image.open(io.BytesIO(requests.get(done["output_url"], timeout=10).content)))
+    h, w = px.shape[:2]
+    assert abs(w / h - 0.8) < 0.01
+    ys, xs = np.nonzero(px[..., :3].min(axis=2) < 250)
+    # A 30 % margin on every side leaves at most 40 % of the canvas for the subject.
+    assert ys.ptp() + 1 <= 0.4 * h + 2 and xs.min() >= 0.3 * w - 2
