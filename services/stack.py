@@ -117,15 +117,17 @@ class Stack:
         child.log_thread.start()
 
     def kill(self, name: str) -> None:
-        """Stop one process (SIGTERM, then SIGKILL) and wait for it."""
+        """Stop one process and its group (SIGTERM, then SIGKILL) and wait for it."""
         child = self.child(name)
-        if child.process and child.process.poll() is None:
-            os.killpg(child.process.pid, signal.SIGTERM)
-            try:
-                child.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.process.pid, signal.SIGKILL)
-                child.process.wait()
+        if child.process is None:
+            return
+        _signal_group(child.process.pid, signal.SIGTERM)
+        try:
+            child.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(child.process.pid, signal.SIGKILL)
+        child.process.wait()
 
     def restart(self, name: str) -> None:
         self.kill(name)
@@ -151,9 +153,11 @@ class Stack:
         raise TimeoutError(f"stack not ready after {timeout:.0f} s: {last}")
 
     def stop(self, timeout: float = 15) -> None:
+        """SIGTERM every child's whole process group (Triton's python stubs too, even
+        when tritonserver itself already died), then SIGKILL what outlives `timeout`."""
         for child in reversed(self.children):
-            if child.process and child.process.poll() is None:
-                os.killpg(child.process.pid, signal.SIGTERM)
+            if child.process is not None:
+                _signal_group(child.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for child in self.children:
             if child.process is None:
@@ -161,11 +165,20 @@ class Stack:
             try:
                 child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(child.process.pid, signal.SIGKILL)
-                child.process.wait()
+                pass
+            _signal_group(child.process.pid, signal.SIGKILL)
+            child.process.wait()
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    """Signal a child's process group; each child leads its own (start_new_session)."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _pump(child: Child, width: int, log_file: object | None) -> None:

@@ -342,9 +342,20 @@ def test_readyz_is_503_while_a_dependency_is_down(sqlite_stack: RunningStack) ->
 
 def test_layout_options_through_rest(sqlite_stack: RunningStack, bottle) -> None:
     stack = sqlite_stack
-    done = poll(stack, submit(stack, "product-photo", encode(bottle.rgb, "PNG"),
-                              output_size="800x600", scale=0.5, x=30, y=40,
-                              shadow_type="none", output_format="png")["id"])
+    done = poll(
+        stack,
+        submit(
+            stack,
+            "product-photo",
+            encode(bottle.rgb, "PNG"),
+            output_size="800x600",
+            scale=0.5,
+            x=30,
+            y=40,
+            shadow_type="none",
+            output_format="png",
+        )["id"],
+    )
     assert done["status"] == "completed", done
     px = np.asarray(Image.open(io.BytesIO(requests.get(done["output_url"], timeout=10).content)))
     assert px.shape[:2] == (600, 800)
@@ -353,12 +364,56 @@ def test_layout_options_through_rest(sqlite_stack: RunningStack, bottle) -> None
     assert abs(cx - 240) <= 3 and abs(cy - 240) <= 3
     assert abs(max(xs.ptp(), ys.ptp()) + 1 - 300) <= 4
 
-    done = poll(stack, submit(stack, "product-photo", encode(bottle.rgb, "PNG"),
-                              aspect_ratio="4:5", scale=1, padding=0.3, shadow_type="none",
-                              output_format="png")["id"])
+    done = poll(
+        stack,
+        submit(
+            stack,
+            "product-photo",
+            encode(bottle.rgb, "PNG"),
+            aspect_ratio="4:5",
+            scale=1,
+            padding=0.3,
+            shadow_type="none",
+            output_format="png",
+        )["id"],
+    )
     px = np.asarray(Image.open(io.BytesIO(requests.get(done["output_url"], timeout=10).content)))
     h, w = px.shape[:2]
     assert abs(w / h - 0.8) < 0.01
     ys, xs = np.nonzero(px[..., :3].min(axis=2) < 250)
     # A 30 % margin on every side leaves at most 40 % of the canvas for the subject.
     assert ys.ptp() + 1 <= 0.4 * h + 2 and xs.min() >= 0.3 * w - 2
+
+
+def test_stop_after_a_failed_start_leaves_no_process(tmp_path) -> None:
+    """Ctrl-C semantics: every process of the stack is gone after stop(), Triton's
+    python-backend stubs included, even when tritonserver died on its own after
+    spawning them (here: its gRPC port is taken, so it exits once models loaded)."""
+    import socket
+
+    from services.common.ports import free_port_block
+    from services.common.settings import CommonSettings
+    from services.stack import Stack
+    from tests.conftest import NUMBA_CACHE
+
+    base = free_port_block()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", base + 3))
+    blocker.listen()
+    try:
+        settings = CommonSettings(home=tmp_path, http_port=base, numba_cache_dir=NUMBA_CACHE)
+        stack = Stack(settings=settings, log_path=tmp_path / "stack.log")
+        stack.prepare()
+        stack.start()
+        with pytest.raises(RuntimeError, match="triton"):
+            stack.wait_ready(timeout=120)
+        stack.stop()
+    finally:
+        blocker.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+        if not left.stdout.split():
+            break
+        time.sleep(0.2)
+    assert left.stdout.split() == [], left.stdout
