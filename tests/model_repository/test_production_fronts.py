@@ -240,3 +240,11 @@ def test_alignment_maps_the_landmarks_onto_the_template() -> None:
     matrix = restore.alignment(landmarks.reshape(-1), 512)
     mapped = np.hstack([landmarks, np.ones((5, 1), np.float32)]) @ matrix.T
     assert np.abs(mapped - template).max() < 0.5
+
+
+def test_the_clip_tokenizer_is_the_same_in_both_models() -> None:
+    copies = {
+        (MODEL_REPOSITORY / name / "1" / "clip_tokenizer.py").read_text()
+        for name in ("sdxl", "segment_clipseg")
+    }
+    assert len(copies) == 1, "model_repository/{sdxl,segment_clipseg}/1/clip_tokenizer.py differ"

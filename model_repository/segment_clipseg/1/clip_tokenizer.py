@@ -1,4 +1,5 @@
-"""(A copy of model_repository/sdxl/1/clip_tokenizer.py: model folders are self-contained.)
+"""(The same file sits in sdxl/1 and segment_clipseg/1: model folders are
+self-contained; tests/model_repository/test_production_fronts.py checks they agree.)
 
 CLIP's byte-level BPE tokenizer in plain Python, token for token what transformers'
 CLIPTokenizer (the `tokenizers`-backed one that diffusers uses) produces for SDXL's
