@@ -40,6 +40,12 @@ class Result:
     engines: dict[str, str] = field(default_factory=dict)
     pipeline: list[str] = field(default_factory=list)
 
+    @classmethod
+    def of(
+        cls, out: compositor_pb2.EncodedImage, engines: dict[str, str], pipeline: list[str]
+    ) -> Result:
+        return cls(out.data, out.format, out.width, out.height, engines, pipeline)
+
 
 def _size(value: Any) -> tuple[int, int]:
     if not value:
@@ -107,20 +113,10 @@ class Pipeline:
                 crop=bool(p.get("crop", False)),
                 bg_color=str(p.get("bg_color") or ""),
                 mask_only=bool(p.get("mask_only", False)),
-                encode=compositor_pb2.EncodeSpec(
-                    format=str(p.get("output_format") or "png"),
-                    quality=int(p.get("image_quality") or 0),
-                ),
+                encode=_encode_spec(p, "png"),
             ),
         )
-        return Result(
-            out.data,
-            out.format,
-            out.width,
-            out.height,
-            engines={"matting": matting},
-            pipeline=["remove-background"],
-        )
+        return Result.of(out, {"matting": matting}, ["remove-background"])
 
     def _compose(
         self,
@@ -142,10 +138,7 @@ class Pipeline:
             background=background,
             layout=layout,
             shadow=compositor_pb2.ShadowSpec(type=shadow),
-            encode=compositor_pb2.EncodeSpec(
-                format=str(p.get("output_format") or "jpeg"),
-                quality=int(p.get("image_quality") or 0),
-            ),
+            encode=_encode_spec(p, "jpeg"),
             preserve_shadow=preserve_shadow,
             detail_transfer=detail_transfer,
             detailer_mode=str(p.get("detailer_mode") or "soft_light"),
@@ -159,9 +152,7 @@ class Pipeline:
         stage("compose")
         out = self._call("Compose", request)
         engines.setdefault("background", out.background_engine)
-        return Result(
-            out.data, out.format, out.width, out.height, engines=engines, pipeline=pipeline
-        )
+        return Result.of(out, engines, pipeline)
 
     def _drawable(self, background: compositor_pb2.BackgroundSpec) -> bool:
         resolved = self._call(
@@ -225,24 +216,7 @@ class Pipeline:
             seed=int(p["seed"]) if p.get("seed") is not None else None,
         )
         stage("encode")
-        out = self._call(
-            "Encode",
-            compositor_pb2.EncodeRequest(
-                image=to_proto(rgb),
-                encode=compositor_pb2.EncodeSpec(
-                    format=str(p.get("output_format") or "png"),
-                    quality=int(p.get("image_quality") or 0),
-                ),
-            ),
-        )
-        return Result(
-            out.data,
-            out.format,
-            out.width,
-            out.height,
-            engines={"generate": engine},
-            pipeline=["generate"],
-        )
+        return Result.of(self._encode_pixels(rgb, p, "png"), {"generate": engine}, ["generate"])
 
     def _product_photo(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         p = job.params
@@ -297,10 +271,7 @@ class Pipeline:
             "Encode",
             compositor_pb2.EncodeRequest(
                 image=to_proto(pixels),
-                encode=compositor_pb2.EncodeSpec(
-                    format=str(p.get("output_format") or default_format),
-                    quality=int(p.get("image_quality") or 0),
-                ),
+                encode=_encode_spec(p, default_format),
             ),
         )
 
@@ -316,14 +287,7 @@ class Pipeline:
             out = np.dstack([out, cv2.resize(alpha, size, interpolation=cv2.INTER_LANCZOS4)])
         stage("encode")
         encoded = self._encode_pixels(out, p, "png")
-        return Result(
-            encoded.data,
-            encoded.format,
-            encoded.width,
-            encoded.height,
-            engines={"upscale": engine},
-            pipeline=["upscale"],
-        )
+        return Result.of(encoded, {"upscale": engine}, ["upscale"])
 
     def _remove_object(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         """Erase what the uploaded mask marks (job.inputs["mask"], white = remove) or,
@@ -340,14 +304,7 @@ class Pipeline:
             out = np.dstack([out, alpha])
         stage("encode")
         encoded = self._encode_pixels(out, p, "png")
-        return Result(
-            encoded.data,
-            encoded.format,
-            encoded.width,
-            encoded.height,
-            engines=engines,
-            pipeline=["remove-object"],
-        )
+        return Result.of(encoded, engines, ["remove-object"])
 
     def _restore_face(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         p = job.params
@@ -359,14 +316,19 @@ class Pipeline:
             out = np.dstack([out, alpha])
         stage("encode")
         encoded = self._encode_pixels(out, p, "png")
-        return Result(
-            encoded.data,
-            encoded.format,
-            encoded.width,
-            encoded.height,
-            engines={"face-detection": "face-detector", "restore-face": "codeformer"},
-            pipeline=["restore-face"],
+        return Result.of(
+            encoded,
+            {"face-detection": "face-detector", "restore-face": "codeformer"},
+            ["restore-face"],
         )
+
+
+def _encode_spec(p: dict[str, Any], default_format: str) -> compositor_pb2.EncodeSpec:
+    """The job's output_format / image_quality, as the compositor's encode spec."""
+    return compositor_pb2.EncodeSpec(
+        format=str(p.get("output_format") or default_format),
+        quality=int(p.get("image_quality") or 0),
+    )
 
 
 def _mask_from(data: bytes, shape: tuple[int, ...]) -> np.ndarray:
