@@ -24,7 +24,8 @@ from services.models.sdxl.export import COMPONENTS, ONNX_FILE
 
 TARGETS = ("cpu", "gpu")
 PLAN_FILE = "model.plan"
-RUNNER = Path(__file__).with_name("ort_runner.py")
+# The one onnxruntime runner the models tool copies into every cpu-target component.
+RUNNER = Path(__file__).parents[1] / "ort_runner.py"
 
 _TRITON_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 6: "TYPE_INT32", 7: "TYPE_INT64"}
 _VAE = ("vae_encoder", "vae_decoder")
