@@ -47,6 +47,7 @@ from alembic import command
 from sqlalchemy import (
     Engine,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -103,6 +104,9 @@ NOTIFY_CHANNEL = "lightbox_jobs"
 # SQLite has no notifications: wait_for_work polls, first soon, then backing off.
 POLL_FIRST_SLEEP_SECONDS = 0.05
 POLL_MAX_SLEEP_SECONDS = 1.0
+# PostgreSQL: how soon a waiter looks again at work that looked runnable but
+# that its claim did not get (another claim was taking it).
+CLAIMABLE_RECHECK_SECONDS = 0.05
 # PostgreSQL SQLSTATEs for which the whole transaction may simply be run again.
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
@@ -299,10 +303,9 @@ class JobStore:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._idempotency_ttl = idempotency_ttl
         self._webhook_max_age = webhook_max_age
-        # PostgreSQL LISTEN connections, one per thread that waits for work.
-        self._listeners = threading.local()
-        self._all_listeners: list[psycopg.Connection[Any]] = []
-        self._listeners_lock = threading.Lock()
+        # PostgreSQL: one LISTEN connection for all the threads that wait for work.
+        self._notifier: _Notifier | None = None
+        self._notifier_lock = threading.Lock()
 
     @property
     def dialect(self) -> str:
@@ -336,13 +339,10 @@ class JobStore:
             conn.execute(select(1)).scalar_one()
 
     def close(self) -> None:
-        with self._listeners_lock:
-            listeners, self._all_listeners = self._all_listeners, []
-        for listener in listeners:
-            try:
-                listener.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection may fail; nothing to do
-                pass
+        with self._notifier_lock:
+            notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.stop()
         self._engine.dispose()
 
     # -- accounts and keys -------------------------------------------------
@@ -603,16 +603,17 @@ class JobStore:
                         f"the account has {_credits(available)}.",
                         extra={"required": _credits(milli), "available": _credits(available)},
                     )
-            conn.execute(insert(jobs).values(**values))
+            inserted = conn.execute(_INSERT_JOB, values).one()
             if values["credits_milli"]:
                 conn.execute(
-                    insert(ledger).values(
-                        account_id=account_id,
-                        job_id=job_id,
-                        delta_milli=-milli,
-                        reason="charge",
-                        created_at=now,
-                    )
+                    _INSERT_LEDGER,
+                    {
+                        "account_id": account_id,
+                        "job_id": job_id,
+                        "delta_milli": -milli,
+                        "reason": "charge",
+                        "created_at": now,
+                    },
                 )
             if key is not None:
                 conn.execute(
@@ -631,7 +632,7 @@ class JobStore:
             else:
                 self._event(conn, job_id, STATUS_BLOCKED, now, attempt=0, detail="content_blocked")
                 self._enqueue_webhook(conn, job_id, account_id, job_values["webhook_url"], now)
-            return self._with_webhooks(conn, [self._load_job(conn, job_id)])[0], False
+            return self._with_webhooks(conn, [_job_record(inserted)])[0], False
 
     def _idempotent_replay(
         self, conn: Connection, account_id: str, key: str, job_values: dict[str, Any], now: datetime
@@ -729,26 +730,29 @@ class JobStore:
         """
         if not lease_seconds > 0:
             raise InvalidParameter("lease_seconds", "lease_seconds must be positive.")
-        with self._tx(durable=False) as conn:
+        with self._tx() as conn:
             now = self._clock()
             capped_accounts: set[str] = set()
+            asynchronous = False
             for _ in range(MAX_CLAIM_CANDIDATES):
-                # Per candidate, so that passing over a capped account rolls back
-                # to here and releases its row locks: a claim never holds one
-                # account's lock while waiting for another's.
-                savepoint = conn.begin_nested()
                 row = None
-                for query in _claim_candidates(now):
+                for query in _CLAIM_QUERIES:
                     if capped_accounts:
                         query = query.where(jobs.c.account_id.not_in(capped_accounts))
-                    row = conn.execute(
-                        query.limit(1).with_for_update(skip_locked=True, of=jobs)
-                    ).first()
+                    row = conn.execute(query, {"now": now}).first()
                     if row is not None:
                         break
                 if row is None:
-                    savepoint.rollback()
+                    # An empty queue costs two index probes and nothing else.
                     return None
+                if not asynchronous:
+                    self._commit_asynchronously(conn)
+                    asynchronous = True
+                # Per candidate, so that passing over a capped account rolls back
+                # to here and releases its account lock: a claim never holds one
+                # account's lock while waiting for another's. (The candidate's
+                # row lock stays until commit; other claims skip locked rows.)
+                savepoint = conn.begin_nested()
                 attempt_errors = list(row.attempt_errors)
                 if row.status == STATUS_PROCESSING:
                     attempt_errors.append(
@@ -763,39 +767,33 @@ class JobStore:
                         self._finish_expired(conn, row, attempt_errors, now)
                         savepoint.commit()
                         continue
-                account = self._lock_claims(conn, row.account_id)
-                if self._alive_leases(conn, row.account_id, now, exclude=row.id) >= (
-                    account.max_concurrent_jobs
-                ):
+                cap = self._lock_claims(conn, row.account_id)
+                if self._alive_leases(conn, row.account_id, now, exclude=row.id) >= cap:
                     savepoint.rollback()
                     capped_accounts.add(row.account_id)
                     continue
-                changed = conn.execute(
-                    update(jobs)
-                    .where(
-                        jobs.c.id == row.id,
-                        jobs.c.status == row.status,
-                        jobs.c.attempts == row.attempts,
-                    )
-                    .values(
-                        status=STATUS_PROCESSING,
-                        lease_owner=worker_id,
-                        lease_expires_at=now + timedelta(seconds=lease_seconds),
-                        attempts=row.attempts + 1,
-                        started_at=row.started_at or now,
-                        stage=None,
-                        attempt_errors=attempt_errors,
-                    )
-                ).rowcount
-                if changed == 1:
+                taken = conn.execute(
+                    _CLAIM_UPDATE,
+                    {
+                        "job_id": row.id,
+                        "old_status": row.status,
+                        "old_attempts": row.attempts,
+                        "u_owner": worker_id,
+                        "u_expires": now + timedelta(seconds=lease_seconds),
+                        "u_attempts": row.attempts + 1,
+                        "u_started": row.started_at or now,
+                        "u_errors": attempt_errors,
+                    },
+                ).first()
+                if taken is not None:
                     self._event(
                         conn, row.id, STATUS_PROCESSING, now, attempt=row.attempts + 1,
                         worker=worker_id,
                         detail="lease_expired" if row.status == STATUS_PROCESSING else None,
                     )
                 savepoint.commit()
-                if changed == 1:
-                    return self._load_job(conn, row.id)
+                if taken is not None:
+                    return _job_record(taken)
             return None
 
     @_retry_once
@@ -805,16 +803,16 @@ class JobStore:
         """Extend the lease (and record the running stage); False if the lease was lost."""
         if not lease_seconds > 0:
             raise InvalidParameter("lease_seconds", "lease_seconds must be positive.")
-        values: dict[str, Any] = {
-            "lease_expires_at": self._clock() + timedelta(seconds=lease_seconds)
+        params = {
+            "job_id": job_id,
+            "worker_id": worker_id,
+            "u_expires": self._clock() + timedelta(seconds=lease_seconds),
         }
         if stage is not None:
-            values["stage"] = stage
+            params["u_stage"] = stage
         with self._tx(durable=False) as conn:
-            changed = conn.execute(
-                update(jobs).where(_held_by(job_id, worker_id)).values(**values)
-            ).rowcount
-            return changed == 1
+            statement = _HEARTBEAT if stage is None else _HEARTBEAT_STAGE
+            return conn.execute(statement, params).rowcount == 1
 
     @_retry_once
     def complete(
@@ -835,25 +833,20 @@ class JobStore:
         with self._tx() as conn:
             now = self._clock()
             done = conn.execute(
-                update(jobs)
-                .where(_held_by(job_id, worker_id))
-                .values(
-                    status=STATUS_COMPLETED,
-                    completed_at=now,
-                    output_key=output_key,
-                    output_expires_at=now + timedelta(seconds=output_ttl_seconds),
-                    width=width,
-                    height=height,
-                    format=format,
-                    processing_ms=processing_ms,
-                    engines=dict(engines),
-                    pipeline=list(pipeline),
-                    error_code=None,
-                    error_message=None,
-                    lease_expires_at=None,
-                    stage=None,
-                )
-                .returning(jobs.c.account_id, jobs.c.webhook_url, jobs.c.attempts)
+                _COMPLETE,
+                {
+                    "job_id": job_id,
+                    "worker_id": worker_id,
+                    "u_now": now,
+                    "u_key": output_key,
+                    "u_expires": now + timedelta(seconds=output_ttl_seconds),
+                    "u_width": width,
+                    "u_height": height,
+                    "u_format": format,
+                    "u_ms": processing_ms,
+                    "u_engines": dict(engines),
+                    "u_pipeline": list(pipeline),
+                },
             ).first()
             if done is None:
                 return False
@@ -861,8 +854,13 @@ class JobStore:
                 conn, job_id, STATUS_COMPLETED, now, attempt=done.attempts, worker=worker_id
             )
             self._enqueue_webhook(conn, job_id, done.account_id, done.webhook_url, now)
-            # A concurrency slot of the account is free again.
-            self._notify(conn)
+            # A concurrency slot of the account is free again; it matters only if
+            # the account was at its cap (jobs may be waiting on it). NOTIFY makes
+            # PostgreSQL serialise committing transactions server-wide, so it is
+            # not sent for every completion: the completing worker claims again
+            # at once anyway.
+            if self._dialect == "postgresql" and self._was_at_cap(conn, done.account_id, now):
+                self._notify(conn)
             return True
 
     @_retry_once
@@ -1293,8 +1291,8 @@ class JobStore:
             with self._engine.connect() as conn:
                 conn.execution_options(**{WRITE_OPTION: write})
                 with conn.begin():
-                    if not durable and self._dialect == "postgresql":
-                        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                    if not durable:
+                        self._commit_asynchronously(conn)
                     yield conn
                     body_done = True
         except DBAPIError as exc:
@@ -1309,6 +1307,11 @@ class JobStore:
                 raise ServiceUnavailable(f"The database is unavailable: {exc.orig}") from exc
             raise
 
+    def _commit_asynchronously(self, conn: Connection) -> None:
+        """See `_tx(durable=False)`; from within the transaction."""
+        if self._dialect == "postgresql":
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
     def _event(
         self,
         conn: Connection,
@@ -1321,10 +1324,15 @@ class JobStore:
         detail: str | None = None,
     ) -> None:
         conn.execute(
-            insert(job_events).values(
-                job_id=job_id, at=now, status=status, attempt=attempt, worker=worker,
-                detail=detail,
-            )
+            _INSERT_EVENT,
+            {
+                "job_id": job_id,
+                "at": now,
+                "status": status,
+                "attempt": attempt,
+                "worker": worker,
+                "detail": detail,
+            },
         )
 
     def _enqueue_webhook(
@@ -1401,27 +1409,28 @@ class JobStore:
     def _lock_account(self, conn: Connection, account_id: str) -> AccountRecord:
         # NO KEY UPDATE: serialises balance checks and concurrency counts of one
         # account without blocking foreign-key checks of ledger and job inserts.
-        row = conn.execute(
-            select(accounts).where(accounts.c.id == account_id).with_for_update(key_share=True)
-        ).first()
+        row = conn.execute(_LOCK_ACCOUNT, {"account_id": account_id}).first()
         if row is None:
             raise NotFound(f"No account with id {account_id!r}.")
         return _account_record(row)
 
-    def _lock_claims(self, conn: Connection, account_id: str) -> AccountRecord:
+    def _lock_claims(self, conn: Connection, account_id: str) -> int:
         """Serialise the claims of one account (the cap check) until commit, or
-        until the savepoint around a passed-over candidate rolls back."""
-        if self._dialect == "postgresql":
-            conn.execute(
-                select(func.pg_advisory_xact_lock(_CLAIM_LOCK_CLASS, func.hashtext(account_id)))
-            )
-        return self._load_account(conn, account_id)
+        until the savepoint around a passed-over candidate rolls back; returns
+        the account's max_concurrent_jobs."""
+        statement = _LOCK_CLAIMS if self._dialect == "postgresql" else _ACCOUNT_CAP
+        cap = conn.execute(statement, {"account_id": account_id}).scalar()
+        if cap is None:
+            raise NotFound(f"No account with id {account_id!r}.")
+        return int(cap)
 
     def _load_job(self, conn: Connection, job_id: str, account_id: str | None = None) -> JobRecord:
-        query = select(jobs).where(jobs.c.id == job_id)
-        if account_id is not None:
-            query = query.where(jobs.c.account_id == account_id)
-        row = conn.execute(query).first()
+        if account_id is None:
+            row = conn.execute(_LOAD_JOB, {"job_id": job_id}).first()
+        else:
+            row = conn.execute(
+                select(jobs).where(jobs.c.id == job_id, jobs.c.account_id == account_id)
+            ).first()
         if row is None:
             raise NotFound(f"No job with id {job_id!r}.")
         return _job_record(row)
@@ -1436,25 +1445,14 @@ class JobStore:
         return row
 
     def _balance_milli(self, conn: Connection, account_id: str) -> int:
-        return int(
-            conn.execute(
-                select(func.coalesce(func.sum(ledger.c.delta_milli), 0)).where(
-                    ledger.c.account_id == account_id
-                )
-            ).scalar_one()
-        )
+        return int(conn.execute(_BALANCE, {"account_id": account_id}).scalar_one())
 
     def _alive_leases(self, conn: Connection, account_id: str, now: datetime, exclude: str) -> int:
-        return conn.execute(
-            select(func.count())
-            .select_from(jobs)
-            .where(
-                jobs.c.account_id == account_id,
-                jobs.c.status == STATUS_PROCESSING,
-                jobs.c.lease_expires_at > now,
-                jobs.c.id != exclude,
-            )
-        ).scalar_one()
+        return int(
+            conn.execute(
+                _ALIVE_LEASES, {"account_id": account_id, "now": now, "exclude": exclude}
+            ).scalar_one()
+        )
 
     def _finish(
         self,
@@ -1524,10 +1522,16 @@ class JobStore:
         if conn.execute(refund).first() is not None:
             conn.execute(update(jobs).where(jobs.c.id == row.id).values(refunded_at=now))
 
+    def _was_at_cap(self, conn: Connection, account_id: str, now: datetime) -> bool:
+        """Whether the account's live leases, plus the one just released,
+        reached its max_concurrent_jobs."""
+        cap, used = conn.execute(_CAP_AND_USE, {"account_id": account_id, "now": now}).one()
+        return int(used) + 1 >= int(cap)
+
     def _notify(self, conn: Connection) -> None:
         # Delivered on commit; a rolled-back transaction wakes nobody.
         if self._dialect == "postgresql":
-            conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+            conn.execute(_NOTIFY)
 
     def _claimable(self, conn: Connection, now: datetime) -> bool:
         """Whether a claim would find a job now (one statement, two index probes)."""
@@ -1582,63 +1586,139 @@ class JobStore:
                 return
 
     def _wait_postgres(self, deadline: float) -> None:
-        listener, fresh = self._listener()
-        if listener is None:
-            # The database is unreachable: wait out a bounded pause rather than spin.
-            time.sleep(max(0.0, min(POLL_MAX_SLEEP_SECONDS, deadline - time.monotonic())))
-            return
+        notifier, fresh = self._listening()
         if fresh:
             # Notifications sent before LISTEN began are lost; the caller claims again.
             return
+        # Anything delivered since this thread last looked means work may exist.
+        if notifier.take():
+            return
         try:
-            # Anything already delivered since the last wait means work may exist.
-            if any(True for _ in listener.notifies(timeout=0)):
-                return
             claimable, due_in = self._seconds_until_due()
-            if claimable:
-                return
-            wait = deadline - time.monotonic()
-            if due_in is not None:
-                wait = min(wait, due_in)
-            if wait > 0:
-                for _ in listener.notifies(timeout=wait, stop_after=1):
-                    pass
         except (_Retryable, ServiceUnavailable) as exc:
             log.warning("wait_for_work: %s", exc)
-        except psycopg.Error as exc:
-            log.warning("wait_for_work: LISTEN connection lost (%s); reconnecting", exc)
-            self._drop_listener(listener)
+            claimable, due_in = False, POLL_MAX_SLEEP_SECONDS
+        wait = deadline - time.monotonic()
+        if claimable:
+            # The caller's claim just found nothing, yet a job looks runnable:
+            # another claim holds it right now, or it fell due a moment ago.
+            # Look again soon, not at once: a tight loop here would steal the
+            # CPU from the claim in flight (a notification still wakes at once).
+            wait = min(wait, CLAIMABLE_RECHECK_SECONDS * random.uniform(0.5, 1.5))
+        elif due_in is not None:
+            wait = min(wait, due_in)
+        if wait > 0:
+            notifier.wait(wait)
 
-    def _listener(self) -> tuple[psycopg.Connection[Any] | None, bool]:
-        """This thread's LISTENing psycopg connection and whether it is new."""
-        listener = getattr(self._listeners, "conn", None)
-        if listener is not None and not listener.closed:
-            return listener, False
-        # A connection of its own, outside the pool: it is held for the life of
-        # the worker thread and must not take a slot meant for transactions.
-        conninfo = self._engine.url.set(drivername="postgresql").render_as_string(
-            hide_password=False
-        )
+    def _listening(self) -> tuple[_Notifier, bool]:
+        """The store's notifier, started on first use (and whether it was just started)."""
+        with self._notifier_lock:
+            if self._notifier is not None:
+                return self._notifier, False
+            # A connection of its own, outside the pool: it is held for the life
+            # of the store and must not take a slot meant for transactions.
+            conninfo = self._engine.url.set(drivername="postgresql").render_as_string(
+                hide_password=False
+            )
+            self._notifier = _Notifier(conninfo)
+            self._notifier.start()
+            return self._notifier, True
+
+
+class _Notifier:
+    """One LISTEN connection per store, read by a daemon thread. Each
+    notification wakes one waiting thread, not all of them: a submit must not
+    send every idle worker thread of a process racing for the one new job.
+    A (re)connection wakes them all, as notifications may have been missed."""
+
+    # Wake-ups kept for threads that are not waiting yet (they were busy);
+    # bounded so that a burst of submits costs at most this many empty claims.
+    MAX_PENDING = 64
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._cond = threading.Condition()
+        self._pending = 0
+        self._stopped = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._thread = threading.Thread(target=self._read, name="listen", daemon=True)
+
+    def start(self) -> None:
+        # LISTEN in the caller's thread: a notification sent once start()
+        # returned is not missed.
+        self._connect()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._close()
+        with self._cond:
+            self._cond.notify_all()
+
+    def take(self) -> bool:
+        """Consume a pending wake-up, if there is one."""
+        with self._cond:
+            if self._pending:
+                self._pending -= 1
+                return True
+            return False
+
+    def wait(self, timeout: float) -> None:
+        """Until a notification (one waiter per notification) or the timeout."""
+        with self._cond:
+            if not self._pending:
+                self._cond.wait(timeout)
+            if self._pending:
+                self._pending -= 1
+
+    def _wake(self, everyone: bool = False) -> None:
+        with self._cond:
+            self._pending = (
+                self.MAX_PENDING if everyone else min(self._pending + 1, self.MAX_PENDING)
+            )
+            if everyone:
+                self._cond.notify_all()
+            else:
+                self._cond.notify(1)
+
+    def _connect(self) -> bool:
         try:
-            listener = psycopg.connect(conninfo, autocommit=True)
-            listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         except psycopg.Error as exc:
             log.warning("wait_for_work: cannot LISTEN (%s)", exc)
-            return None, False
-        self._listeners.conn = listener
-        with self._listeners_lock:
-            self._all_listeners.append(listener)
-        return listener, True
+            return False
+        self._conn = conn
+        return True
 
-    def _drop_listener(self, listener: psycopg.Connection[Any]) -> None:
-        self._listeners.conn = None
-        with self._listeners_lock:
-            if listener in self._all_listeners:
-                self._all_listeners.remove(listener)
-        try:
-            listener.close()
-        except Exception:  # noqa: BLE001 - it is already broken
-            pass
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - it may already be broken
+                pass
+
+    def _read(self) -> None:
+        delay = POLL_FIRST_SLEEP_SECONDS
+        while not self._stopped.is_set():
+            conn = self._conn
+            if conn is None or conn.closed:
+                if not self._connect():
+                    self._stopped.wait(delay)
+                    delay = min(delay * 2, POLL_MAX_SLEEP_SECONDS)
+                    continue
+                delay = POLL_FIRST_SLEEP_SECONDS
+                self._wake(everyone=True)
+                continue
+            try:
+                for _ in conn.notifies(timeout=POLL_MAX_SLEEP_SECONDS):
+                    self._wake()
+            except psycopg.Error as exc:
+                if self._stopped.is_set():
+                    return
+                log.warning("wait_for_work: LISTEN connection lost (%s); reconnecting", exc)
+                self._close()
 
 
 def _claim_candidates(now: datetime) -> tuple[Any, Any]:
@@ -1685,6 +1765,101 @@ def _held_by(job_id: str, worker_id: str) -> Any:
         jobs.c.status == STATUS_PROCESSING,
         jobs.c.lease_owner == worker_id,
     )
+
+
+# Hot-path statements, built once: constructing a SQLAlchemy statement costs
+# more client CPU than running it. Parameters are bound per call.
+_NOW = bindparam("now")
+_CLAIM_QUERIES = tuple(
+    query.limit(1).with_for_update(skip_locked=True, of=jobs)
+    for query in _claim_candidates(_NOW)  # type: ignore[arg-type]
+)
+_HELD = and_(
+    jobs.c.id == bindparam("job_id"),
+    jobs.c.status == STATUS_PROCESSING,
+    jobs.c.lease_owner == bindparam("worker_id"),
+)
+_CLAIM_UPDATE = (
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("job_id"),
+        jobs.c.status == bindparam("old_status"),
+        jobs.c.attempts == bindparam("old_attempts"),
+    )
+    .values(
+        status=STATUS_PROCESSING,
+        lease_owner=bindparam("u_owner"),
+        lease_expires_at=bindparam("u_expires"),
+        attempts=bindparam("u_attempts"),
+        started_at=bindparam("u_started"),
+        stage=None,
+        attempt_errors=bindparam("u_errors"),
+    )
+    .returning(*jobs.c)
+)
+_HEARTBEAT = update(jobs).where(_HELD).values(lease_expires_at=bindparam("u_expires"))
+_HEARTBEAT_STAGE = _HEARTBEAT.values(stage=bindparam("u_stage"))
+_COMPLETE = (
+    update(jobs)
+    .where(_HELD)
+    .values(
+        status=STATUS_COMPLETED,
+        completed_at=bindparam("u_now"),
+        output_key=bindparam("u_key"),
+        output_expires_at=bindparam("u_expires"),
+        width=bindparam("u_width"),
+        height=bindparam("u_height"),
+        format=bindparam("u_format"),
+        processing_ms=bindparam("u_ms"),
+        engines=bindparam("u_engines"),
+        pipeline=bindparam("u_pipeline"),
+        error_code=None,
+        error_message=None,
+        lease_expires_at=None,
+        stage=None,
+    )
+    .returning(jobs.c.account_id, jobs.c.webhook_url, jobs.c.attempts)
+)
+_INSERT_EVENT = insert(job_events)
+_INSERT_JOB = insert(jobs).returning(*jobs.c)
+_INSERT_LEDGER = insert(ledger)
+_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, ""))
+_LOCK_ACCOUNT = (
+    select(accounts).where(accounts.c.id == bindparam("account_id")).with_for_update(key_share=True)
+)
+_BALANCE = select(func.coalesce(func.sum(ledger.c.delta_milli), 0)).where(
+    ledger.c.account_id == bindparam("account_id")
+)
+_CAP_AND_USE = select(
+    accounts.c.max_concurrent_jobs,
+    select(func.count())
+    .select_from(jobs)
+    .where(
+        jobs.c.account_id == bindparam("account_id"),
+        jobs.c.status == STATUS_PROCESSING,
+        jobs.c.lease_expires_at > bindparam("now"),
+    )
+    .scalar_subquery(),
+).where(accounts.c.id == bindparam("account_id"))
+_LOAD_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_ACCOUNT_CAP = select(accounts.c.max_concurrent_jobs).where(
+    accounts.c.id == bindparam("account_id")
+)
+# The advisory lock is taken as the account's cap is read, in one round trip.
+_LOCK_CLAIMS = select(
+    accounts.c.max_concurrent_jobs,
+    func.pg_advisory_xact_lock(_CLAIM_LOCK_CLASS, func.hashtext(accounts.c.id)),
+).where(accounts.c.id == bindparam("account_id"))
+_ALIVE_LEASES = (
+    select(func.count())
+    .select_from(jobs)
+    .where(
+        jobs.c.account_id == bindparam("account_id"),
+        jobs.c.status == STATUS_PROCESSING,
+        jobs.c.lease_expires_at > bindparam("now"),
+        jobs.c.id != bindparam("exclude"),
+    )
+)
 
 
 def _backoff_seconds(attempt: int, base: float) -> float:

@@ -1,0 +1,318 @@
+"""Job queue benchmark: submit -> claim -> complete with no-op stages.
+
+    .venv/bin/python bench/jobs_bench.py [--backends sqlite,postgresql] [--workers 1,4,16]
+        [--jobs 2000] [--latency-rate 100] [--latency-seconds 10] [--out bench/results/jobs.json]
+
+What runs: the real JobStore and the real services.jobs.worker.Worker, with a
+pipeline that returns a tiny result at once (no stage calls of its own; the
+worker still heartbeats its "store" stage, writes the output blob and records
+completion). Workers are separate processes, as deployed: W workers run as
+min(W, 4) processes of W / processes threads each. Submitters are two separate
+processes calling JobStore.submit (what the jobs API does per request).
+
+Two measurements per backend and worker count, each on a fresh database:
+- throughput: --jobs jobs submitted as fast as two submitters can, while the
+  workers drain them; jobs/s = jobs / (first submit -> last completion);
+- claim latency: jobs offered at a fixed --latency-rate (open loop) for
+  --latency-seconds; latency = claimed (as the worker sees it) - created_at
+  (stamped by the submit), p50 and p99.
+
+Results go to --out as JSON and are printed as a markdown table. The machine's
+load average is recorded with each row: on a shared machine, read the numbers
+with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import secrets
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+# LIGHTBOX_BENCH_SRC: import `services` from another checkout (a before/after comparison).
+SOURCE = Path(os.environ.get("LIGHTBOX_BENCH_SRC", REPO))
+sys.path.insert(0, str(SOURCE))
+
+PG_ADMIN_URL = os.environ.get("LIGHTBOX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+MAX_PROCESSES = int(os.environ.get("LIGHTBOX_BENCH_MAX_PROCESSES", "4"))
+SUBMITTERS = 2
+
+
+# -- worker side ---------------------------------------------------------------------------
+
+
+class NoopPipeline:
+    def __init__(self, blobs: Any) -> None:
+        self.blobs = blobs
+
+    def run(self, job: Any, stage: Any) -> Any:
+        from services.jobs.pipeline import Result
+
+        return Result(b"x", "png", 1, 1, {"bench": "noop"}, list(job.pipeline))
+
+
+class ClaimClock:
+    """Wraps the store: notes when each claim returned, for the latency figures."""
+
+    def __init__(self, store: Any, sink: list[tuple[float, float]]) -> None:
+        self._store = store
+        self._sink = sink
+
+    def claim(self, worker_id: str, lease_seconds: float) -> Any:
+        job = self._store.claim(worker_id, lease_seconds)
+        if job is not None:
+            self._sink.append((job.created_at.timestamp(), time.time()))
+        return job
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def worker_process(url: str, home: str, threads: int, ready: Any, stop: Any, out: Any) -> None:
+    from services.common.blobstore import LocalBlobStore
+    from services.jobs.settings import JobsSettings
+    from services.jobs.store import JobStore
+    from services.jobs.worker import Worker
+
+    settings = JobsSettings(home=Path(home), database_url=url, lease_seconds=30)
+    store = JobStore(url)
+    claims: list[tuple[float, float]] = []
+    timed = ClaimClock(store, claims)
+    pipeline = NoopPipeline(LocalBlobStore(Path(home) / "blobs"))
+    halt = threading.Event()
+    workers = [
+        threading.Thread(
+            target=Worker(settings, timed, pipeline, worker_id=f"{os.getpid()}.{n}").run_forever,  # type: ignore[arg-type]
+            args=(halt,),
+        )
+        for n in range(threads)
+    ]
+    store.ping()
+    ready.release()
+    for t in workers:
+        t.start()
+    stop.wait()
+    halt.set()
+    for t in workers:
+        t.join()
+    out.put(claims)
+    store.close()
+
+
+# -- submitter side ------------------------------------------------------------------------
+
+
+def submit_process(
+    url: str, account_ids: list[str], count: int, rate: float, go: Any, done: Any
+) -> None:
+    """Submit `count` jobs round-robin over the accounts; paced at `rate` jobs/s
+    when rate > 0 (open loop)."""
+    from services.jobs.store import JobStore
+
+    store = JobStore(url)
+    store.ping()
+    go.wait()
+    start = time.monotonic()
+    for i in range(count):
+        if rate > 0:
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        store.submit(
+            account_id=account_ids[i % len(account_ids)],
+            operation="remove-background",
+            params={"n": i},
+            inputs={"image": "inputs/20260101/" + "b" * 22 + ".png"},
+            credits=1,
+            pipeline=["remove-background"],
+            estimated_seconds=1,
+        )
+    done.put(time.monotonic())
+    store.close()
+
+
+# -- one run -------------------------------------------------------------------------------
+
+
+def fresh_database(backend: str, scratch: Path) -> tuple[str, Any]:
+    if backend == "sqlite":
+        return f"sqlite:///{scratch / f'bench-{secrets.token_hex(4)}.db'}", None
+    import psycopg
+
+    name = f"lightbox_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}", drop
+
+
+def completed(store: Any) -> int:
+    from sqlalchemy import func, select
+
+    from services.jobs.models import jobs
+
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(select(func.count()).where(jobs.c.status == "completed")).scalar_one()
+        )
+
+
+def run_case(
+    backend: str, workers: int, accounts: int, jobs: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    from services.jobs.store import JobStore
+
+    ctx = mp.get_context("spawn")
+    processes = min(workers, MAX_PROCESSES)
+    threads = workers // processes
+    result: dict[str, Any] = {
+        "backend": backend,
+        "workers": workers,
+        "worker_processes": processes,
+        "threads_per_process": threads,
+        "accounts": accounts,
+        "load_avg_1m_before": os.getloadavg()[0],
+    }
+    for phase, count, pace in (("throughput", jobs, 0.0), ("latency", int(rate * seconds), rate)):
+        with tempfile.TemporaryDirectory() as scratch_dir:
+            scratch = Path(scratch_dir)
+            url, drop = fresh_database(backend, scratch)
+            try:
+                store = JobStore(url)
+                store.migrate()
+                account_ids = [
+                    store.create_account(
+                        f"bench{n}", credits=10 * count + 10, max_concurrent_jobs=10_000
+                    ).id
+                    for n in range(accounts)
+                ]
+                ready, stop, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+                pool = [
+                    ctx.Process(
+                        target=worker_process, args=(url, str(scratch), threads, ready, stop, out)
+                    )
+                    for _ in range(processes)
+                ]
+                for p in pool:
+                    p.start()
+                for _ in pool:
+                    ready.acquire()
+                go, done = ctx.Event(), ctx.Queue()
+                per = [count // SUBMITTERS + (i < count % SUBMITTERS) for i in range(SUBMITTERS)]
+                submitters = [
+                    ctx.Process(
+                        target=submit_process,
+                        args=(url, account_ids, n, pace / SUBMITTERS, go, done),
+                    )
+                    for n in per
+                ]
+                for p in submitters:
+                    p.start()
+                time.sleep(1.0)  # let them connect
+                t0 = time.monotonic()
+                go.set()
+                deadline = t0 + 600
+                while completed(store) < count and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                elapsed = time.monotonic() - t0
+                submit_done = max(done.get() for _ in submitters) - t0
+                finished = completed(store)
+                stop.set()
+                claims = [c for _ in pool for c in out.get()]
+                for p in [*pool, *submitters]:
+                    p.join()
+                store.close()
+            finally:
+                if drop is not None:
+                    drop()
+        if phase == "throughput":
+            result.update(
+                jobs=count,
+                completed=finished,
+                seconds=round(elapsed, 2),
+                jobs_per_s=round(finished / elapsed, 1),
+                submit_seconds=round(submit_done, 2),
+            )
+        else:
+            waits = sorted((claimed - created) * 1000 for created, claimed in claims)
+            result.update(
+                latency_rate=rate,
+                latency_jobs=len(waits),
+                claim_p50_ms=round(statistics.median(waits), 1),
+                claim_p99_ms=round(waits[min(len(waits) - 1, int(len(waits) * 0.99))], 1),
+                claim_max_ms=round(waits[-1], 1),
+            )
+    result["load_avg_1m_after"] = os.getloadavg()[0]
+    return result
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| backend | accounts | workers (proc x thr) | jobs/s | claim p50 ms | claim p99 ms"
+        " | offered/s | load 1m |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['backend']} | {r['accounts']}"
+            f" | {r['workers']} ({r['worker_processes']}x{r['threads_per_process']})"
+            f" | {r['jobs_per_s']} | {r['claim_p50_ms']} | {r['claim_p99_ms']}"
+            f" | {r['latency_rate']:g} | {r['load_avg_1m_before']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--workers", default="1,4,16")
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument(
+        "--accounts", default="1", help="comma-separated; jobs are spread over this many accounts"
+    )
+    parser.add_argument("--latency-rate", type=float, default=100.0)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "jobs.json")
+    parser.add_argument("--label", default="", help="recorded with the results")
+    args = parser.parse_args()
+
+    rows = []
+    for backend in args.backends.split(","):
+        for accounts in (int(a) for a in args.accounts.split(",")):
+            for workers in (int(w) for w in args.workers.split(",")):
+                row = run_case(
+                    backend, workers, accounts, args.jobs, args.latency_rate, args.latency_seconds
+                )
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    report = {
+        "label": args.label,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "source": str(SOURCE),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
