@@ -4,6 +4,9 @@ lightbox run                                  the whole local stack (make run)
 lightbox serve compositor|jobs|worker|gateway one service process
 lightbox admin create-key --credits N [--plan P] [--rpm N] [--operations a,b]
 lightbox admin list-keys | revoke-key ID | add-credits ACCOUNT N | balance ACCOUNT
+lightbox admin webhook-secret ACCOUNT [--rotate]   show (or replace) the signing secret
+lightbox admin job JOB_ID                     a job's transitions and webhook deliveries
+lightbox admin retention                      run one retention pass now
 lightbox demo --out DIR                       sample photos through the real stack
 lightbox models list|install|export|render|build-trt|make-test-models|verify
                                               the Triton model repository (models -h)
@@ -57,9 +60,40 @@ def _admin(args: argparse.Namespace) -> int:
             print(f"account {args.account}: {balance:g} credits")
         elif args.admin_command == "balance":
             print(f"{store.balance(args.account):g}")
+        elif args.admin_command == "webhook-secret":
+            account = (
+                store.rotate_webhook_secret(args.account)
+                if args.rotate
+                else store.get_account(args.account)
+            )
+            print(account.webhook_secret)
+        elif args.admin_command == "job":
+            _print_job(store, args.job)
+        elif args.admin_command == "retention":
+            from services.common.blobstore import LocalBlobStore
+            from services.jobs.retention import run_retention_with
+            from services.jobs.settings import JobsSettings
+
+            settings = JobsSettings()
+            report = run_retention_with(settings, store, LocalBlobStore(settings.blob_root))
+            print(f"deleted: {report}")
     finally:
         store.close()
     return 0
+
+
+def _print_job(store, job_id: str) -> None:  # type: ignore[no-untyped-def]
+    job = store.get(job_id)
+    print(f"job {job.id} {job.operation} account={job.account_id} status={job.status}")
+    for e in store.events(job_id):
+        by = f" by {e.worker}" if e.worker else ""
+        why = f" ({e.detail})" if e.detail else ""
+        print(f"  {e.at:%Y-%m-%d %H:%M:%S.%f}Z  {e.status:<10} attempt {e.attempt}{by}{why}")
+    if job.webhook is not None:
+        print(f"webhook {job.webhook.url}: {job.webhook.status}")
+        for a in job.webhook.attempts:
+            answer = a.status_code if a.status_code is not None else a.error
+            print(f"  #{a.attempt} {a.at:%Y-%m-%d %H:%M:%S}Z -> {answer} ({a.duration_ms} ms)")
 
 
 def _serve(name: str) -> int:
@@ -107,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     ac.add_argument("--reason", default="grant")
     bal = asub.add_parser("balance")
     bal.add_argument("account")
+    ws = asub.add_parser("webhook-secret", help="print the account's webhook signing secret")
+    ws.add_argument("account")
+    ws.add_argument("--rotate", action="store_true", help="replace it first (the old one stops)")
+    jb = asub.add_parser("job", help="a job's state transitions and webhook deliveries")
+    jb.add_argument("job")
+    asub.add_parser("retention", help="delete expired blobs and old job rows now")
 
     sub.add_parser("models", help="the Triton model repository: `lightbox models -h`")
 

@@ -314,6 +314,10 @@ class Submitter:
             await check_public_url(webhook_url, self.gw.settings.allow_loopback_urls)
 
         job_params: dict[str, Any] = params.job_params()  # type: ignore[attr-defined]
+        if v2:
+            # The worker keeps /v2 results for their own (shorter) time: see
+            # services/jobs/retention.py (api_flavour, LIGHTBOX_OUTPUT_TTL_OVERRIDES).
+            job_params["api"] = "v2"
         blobs: dict[str, bytes] = {}
         suffixes: dict[str, str] = {}
         if spec.takes_image:

@@ -298,3 +298,28 @@ def test_links_to_deleted_outputs_stop_working(
     fresh = signing.signed_path(gw.signing_secret, key, int(time.time()) + 600)
     answer = client.get(fresh)
     assert answer.status_code == 404 and answer.json()["detail"]["error"] == "not_found"
+
+
+def test_admin_retention_runs_a_pass(
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from services import cli
+
+    home = tmp_path / "clihome"
+    monkeypatch.setenv("LIGHTBOX_HOME", str(home))
+    monkeypatch.setenv("LIGHTBOX_DATABASE_URL", db_url)
+    monkeypatch.setenv("LIGHTBOX_INPUT_GRACE_SECONDS", "0")
+    store = JobStore(db_url)
+    try:
+        blobs = LocalBlobStore(home / "blobs")
+        account = store.create_account("cli", credits=10)
+        job = submit(store, account, blobs)
+        store.cancel(job.id, account.id)
+        assert cli.main(["admin", "retention"]) == 0
+        assert capsys.readouterr().out.strip() == "deleted: inputs=1 outputs=0 jobs=0 orphans=0"
+        assert not blobs.exists(job.inputs["image"])
+    finally:
+        store.close()

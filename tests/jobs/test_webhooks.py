@@ -446,3 +446,59 @@ def test_dispatcher_thread_delivers_soon_after_the_job_ends(
         assert [r.verified for r in receiver.received] == [True]
     finally:
         store.close()
+
+
+def test_admin_commands_show_and_rotate_the_secret_and_a_jobs_deliveries(
+    db_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services import cli
+
+    monkeypatch.setenv("LIGHTBOX_HOME", str(tmp_path))
+    monkeypatch.setenv("LIGHTBOX_DATABASE_URL", db_url)
+    store = JobStore(db_url)
+    try:
+        account = store.create_account("cli", credits=10)
+        assert cli.main(["admin", "webhook-secret", account.id]) == 0
+        assert capsys.readouterr().out.strip() == account.webhook_secret
+        assert cli.main(["admin", "webhook-secret", account.id, "--rotate"]) == 0
+        rotated = capsys.readouterr().out.strip()
+        assert rotated != account.webhook_secret
+        assert store.get_account(account.id).webhook_secret == rotated
+
+        receiver = Receiver(secret=rotated, answers=[502])
+        try:
+            job = submit(store, account, receiver.url)
+            run_to_completion(store, job.id)
+            d = dispatcher(store, retry_base_s=0.01, retry_max_s=0.01)
+            d.run_once()
+            time.sleep(0.05)
+            d.run_once()
+        finally:
+            receiver.close()
+        assert cli.main(["admin", "job", job.id]) == 0
+        out = capsys.readouterr().out
+        assert f"job {job.id} product-photo" in out and "status=completed" in out
+        assert " queued     attempt 0" in out and " processing attempt 1 by w1" in out
+        assert " completed  attempt 1 by w1" in out
+        assert f"webhook {receiver.url}: delivered" in out
+        assert "#1" in out and "-> 502" in out and "#2" in out and "-> 200" in out
+    finally:
+        store.close()
+
+
+def test_readme_verification_snippet_accepts_our_signatures_only() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```python\nimport hashlib, hmac, time")
+    code = readme[start + len("```python\n") : readme.index("```", start + 10)]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    check = namespace["verify_lightbox_signature"]
+    body = b'{"id":"abc","status":"completed"}'
+    header = sign("whsec", body, int(time.time()))
+    assert check("whsec", body, header)
+    assert not check("whsec", body + b"\n", header)
+    assert not check("other", body, header)
+    assert not check("whsec", body, sign("whsec", body, int(time.time()) - 3600))
+    assert not check("whsec", body, "nonsense")
