@@ -112,7 +112,10 @@ class Worker:
                     log.log(
                         logging.WARNING if transient else logging.INFO,
                         "%s failed in %s (%s): %s",
-                        job.id, lease.stage, "transient" if transient else "permanent", message,
+                        job.id,
+                        lease.stage,
+                        "transient" if transient else "permanent",
+                        message,
                         exc_info=not hasattr(err, "code"),
                     )
                     if lease.lost.is_set():
@@ -120,7 +123,11 @@ class Worker:
                         return
                     outcome = "failed"
                     self.store.fail(
-                        job.id, self.worker_id, code=code, message=message, transient=transient,
+                        job.id,
+                        self.worker_id,
+                        code=code,
+                        message=message,
+                        transient=transient,
                         retry_base_seconds=self.settings.retry_base_seconds,
                     )
                     return
@@ -132,9 +139,14 @@ class Worker:
                 suffix = "." + ("jpg" if result.format == "jpeg" else result.format)
                 key = self.pipeline.blobs.put(result.data, "outputs", suffix)
                 done = self.store.complete(
-                    job.id, self.worker_id, output_key=key, width=result.width,
-                    height=result.height, format=result.format,
-                    processing_ms=elapsed_ms(start), engines=result.engines,
+                    job.id,
+                    self.worker_id,
+                    output_key=key,
+                    width=result.width,
+                    height=result.height,
+                    format=result.format,
+                    processing_ms=elapsed_ms(start),
+                    engines=result.engines,
                     pipeline=result.pipeline,
                     output_ttl_seconds=output_ttl_for(self.settings, job),
                 )
@@ -194,7 +206,9 @@ def main() -> None:
     start_retention_thread(settings, store, LocalBlobStore(settings.blob_root), stop)
     log.info(
         "worker started with %d thread(s), %d webhook dispatcher(s), retention every %.0f s",
-        len(threads), len(webhook_threads), settings.retention_interval_seconds,
+        len(threads),
+        len(webhook_threads),
+        settings.retention_interval_seconds,
     )
     for t in threads:
         t.join()
