@@ -17,10 +17,8 @@ or, for tests and benchmarks, `TritonProcess.start(repo, work_dir)` which does a
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -31,6 +29,8 @@ from types import TracebackType
 
 import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
+
+from services.common.ports import free_port_block
 
 MODEL_REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 
@@ -225,10 +225,9 @@ def _failed_loads(client: triton_grpc.InferenceServerClient, names: list[str]) -
 
 
 def free_port() -> int:
-    """A TCP port that was free a moment ago (the OS may hand it out again)."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free a moment ago, outside the ephemeral range (a port 0
+    bind would hand out one that any outgoing connection may take first)."""
+    return free_port_block(1)
 
 
 class TritonProcess:

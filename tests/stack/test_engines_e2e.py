@@ -35,7 +35,7 @@ def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
         tok = tokenizer_dir(TEST_MODELS) if name == "segment_clipseg_onnx" else None
         install(name, path, repo, tokenizer=tok)
     settings = CommonSettings(
-        home=home, http_port=free_port_block(6), database_url="", numba_cache_dir=NUMBA_CACHE
+        home=home, http_port=free_port_block(), database_url="", numba_cache_dir=NUMBA_CACHE
     )
     stack = Stack(settings=settings, model_repository=repo, log_path=home / "stack.log")
     key = stack.prepare()
