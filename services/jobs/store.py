@@ -1534,7 +1534,18 @@ class JobStore:
             conn.execute(_NOTIFY)
 
     def _claimable(self, conn: Connection, now: datetime) -> bool:
-        """Whether a claim would find a job now (one statement, two index probes)."""
+        """Whether a claim would find a job now.
+
+        PostgreSQL: the claim's own probes, skipping locked rows, so that a job
+        another claim is taking right now does not count (a waiter would
+        otherwise return at once and race for it, again and again). The row
+        locks last until this read's transaction ends. SQLite: one statement;
+        claims there are serialised anyway.
+        """
+        if self._dialect == "postgresql":
+            return any(
+                conn.execute(probe, {"now": now}).first() is not None for probe in _CLAIM_PROBES
+            )
         probes = [
             exists(query.with_only_columns(jobs.c.id).order_by(None))
             for query in _claim_candidates(now)
@@ -1600,10 +1611,9 @@ class JobStore:
             claimable, due_in = False, POLL_MAX_SLEEP_SECONDS
         wait = deadline - time.monotonic()
         if claimable:
-            # The caller's claim just found nothing, yet a job looks runnable:
-            # another claim holds it right now, or it fell due a moment ago.
-            # Look again soon, not at once: a tight loop here would steal the
-            # CPU from the claim in flight (a notification still wakes at once).
+            # The caller's claim just found nothing, yet an unlocked job looks
+            # runnable: it fell due a moment ago, or its account is at its cap
+            # (an expired lease). Look again soon, not at once: never a tight loop.
             wait = min(wait, CLAIMABLE_RECHECK_SECONDS * random.uniform(0.5, 1.5))
         elif due_in is not None:
             wait = min(wait, due_in)
@@ -1774,6 +1784,7 @@ _CLAIM_QUERIES = tuple(
     query.limit(1).with_for_update(skip_locked=True, of=jobs)
     for query in _claim_candidates(_NOW)  # type: ignore[arg-type]
 )
+_CLAIM_PROBES = tuple(query.with_only_columns(jobs.c.id) for query in _CLAIM_QUERIES)
 _HELD = and_(
     jobs.c.id == bindparam("job_id"),
     jobs.c.status == STATUS_PROCESSING,
