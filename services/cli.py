@@ -7,6 +7,7 @@ lightbox admin list-keys | revoke-key ID | add-credits ACCOUNT N | balance ACCOU
 lightbox admin webhook-secret ACCOUNT [--rotate]   show (or replace) the signing secret
 lightbox admin job JOB_ID                     a job's transitions and webhook deliveries
 lightbox admin retention                      run one retention pass now
+lightbox admin verify-ledger                  re-derive every balance from the ledger
 lightbox demo --out DIR                       sample photos through the real stack
 lightbox models list|install|export|render|build-trt|make-test-models|verify
                                               the Triton model repository (models -h)
@@ -77,6 +78,16 @@ def _admin(args: argparse.Namespace) -> int:
             settings = JobsSettings()
             report = run_retention_with(settings, store, LocalBlobStore(settings.blob_root))
             print(f"deleted: {report}")
+        elif args.admin_command == "verify-ledger":
+            mismatches = store.verify_ledger()
+            for m in mismatches:
+                print(
+                    f"MISMATCH account {m.account_id}: balance {m.balance:g}, "
+                    f"ledger sum {m.ledger_sum:g}"
+                )
+            if mismatches:
+                return 1
+            print("every account's balance equals the sum of its ledger rows")
     finally:
         store.close()
     return 0
@@ -147,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     jb = asub.add_parser("job", help="a job's state transitions and webhook deliveries")
     jb.add_argument("job")
     asub.add_parser("retention", help="delete expired blobs and old job rows now")
+    asub.add_parser(
+        "verify-ledger", help="check every running balance against its ledger (exit 1 if off)"
+    )
 
     sub.add_parser("models", help="the Triton model repository: `lightbox models -h`")
 

@@ -11,6 +11,10 @@ ledger, is exact; the store converts to and from floats at its boundary.
 Revision 0002 adds the job event log, the webhook outbox and its delivery log,
 and the retention markers on jobs; it also lets ledger rows outlive the job
 rows they name (retention deletes old jobs, never ledger rows).
+
+Revision 0003 adds accounts.balance_milli, kept by ledger triggers that also
+refuse updates and deletes of ledger rows, and (PostgreSQL only) the queue's
+hot path as SQL functions; neither triggers nor functions are described here.
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ accounts = Table(
     Column("webhook_secret", String(128), nullable=False),
     Column("max_concurrent_jobs", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The sum of the account's ledger rows (0003), kept by a trigger on ledger
+    # inserts in the same transaction; `JobStore.verify_ledger` re-derives it.
+    Column("balance_milli", BigInteger, nullable=False, server_default="0"),
     CheckConstraint("max_concurrent_jobs >= 1", name="max_concurrent_jobs_positive"),
 )
 

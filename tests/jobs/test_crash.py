@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from services.common.blobstore import LocalBlobStore
 from services.common.errors import ServiceUnavailable
@@ -246,7 +247,8 @@ def test_workers_survive_terminated_database_connections(
             while time.monotonic() < deadline:
                 try:
                     done = _statuses(store)["completed"] == len(ids) and _webhooks_settled(store)
-                except ServiceUnavailable:
+                except (ServiceUnavailable, OperationalError):
+                    # This observer's own pooled connections are terminated too.
                     done = False
                 if done:
                     break

@@ -142,14 +142,16 @@ def test_upgrade_from_first_revision_keeps_data_and_works(empty_db_url: str) -> 
         store.migrate()
 
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
             outbox = {r.job_id: r for r in conn.execute(select(webhooks))}
         assert diff == []
         # Data intact: the account, its key, its balance and every job.
         found = store.authenticate(generated.plaintext)
         assert found is not None and found[0].id == "acct"
+        # 0003 filled the running balance from the ledger.
         assert store.balance("acct") == 100 - 4 * 7 + 7
+        assert store.verify_ledger() == []
         assert store.get("recent1").output_key == "outputs/20260101/recent1xxxxxxxxxxxxxxx.jpg"
         assert store.get("old1").status == "failed"
         # Jobs ended within the webhook window get their (first ever) delivery.
@@ -181,8 +183,13 @@ def test_upgrade_from_first_revision_keeps_data_and_works(empty_db_url: str) -> 
         assert store.events("running1")[0].detail == "lease_expired"
         assert store.get("running1").webhook.status == "pending"  # type: ignore[union-attr]
 
+        # New ledger rows keep the running balance (the trigger 0003 added).
+        store.add_credits("acct", 5)
+        assert store.balance("acct") == 100 - 4 * 7 + 7 + 5
+        assert store.verify_ledger() == []
+
         # Running the migrations again changes nothing.
         store.migrate()
-        assert store.balance("acct") == 100 - 4 * 7 + 7
+        assert store.balance("acct") == 100 - 4 * 7 + 7 + 5
     finally:
         store.close()

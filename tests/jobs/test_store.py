@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, func, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from services.common.errors import (
     Conflict,
@@ -236,6 +237,51 @@ def test_balance_is_the_sum_of_the_ledger(store: JobStore) -> None:
         "charge",
         "refund",
     ]
+
+
+def test_ledger_is_append_only_and_the_running_balance_is_checked(store: JobStore) -> None:
+    account = store.create_account("acme", credits=10)
+    job, _ = submit(store, account, credits=2)
+    store.cancel(job.id, account.id)
+    assert store.verify_ledger() == []
+    # The database itself refuses to rewrite history, whatever the caller.
+    for statement in ("UPDATE ledger SET delta_milli = 0", "DELETE FROM ledger"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with store.engine.begin() as conn:
+                conn.execute(text(statement))
+    assert ledger_sum(store, account.id) == store.balance(account.id) == 10.0
+    # A running balance written around the store is caught and named.
+    with store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE accounts SET balance_milli = 99000 WHERE id = :id"), {"id": account.id}
+        )
+    [mismatch] = store.verify_ledger()
+    assert (mismatch.account_id, mismatch.balance, mismatch.ledger_sum) == (account.id, 99.0, 10.0)
+
+
+def test_admin_verify_ledger_exits_1_on_a_mismatch(
+    db_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services import cli
+
+    monkeypatch.setenv("LIGHTBOX_HOME", str(tmp_path))
+    monkeypatch.setenv("LIGHTBOX_DATABASE_URL", db_url)
+    store = JobStore(db_url)
+    try:
+        account = store.create_account("cli", credits=10)
+        assert cli.main(["admin", "verify-ledger"]) == 0
+        assert "equals the sum" in capsys.readouterr().out
+        with store.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE accounts SET balance_milli = 1 WHERE id = :id"), {"id": account.id}
+            )
+        assert cli.main(["admin", "verify-ledger"]) == 1
+        assert (
+            f"MISMATCH account {account.id}: balance 0.001, ledger sum 10"
+            in capsys.readouterr().out
+        )
+    finally:
+        store.close()
 
 
 def test_add_credits_rejects_overdraft_and_bad_reasons(store: JobStore) -> None:

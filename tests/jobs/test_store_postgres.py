@@ -14,6 +14,7 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
 from services.jobs.models import ledger
+from services.jobs.store import _CLAIM_LOCK_CLASS as CLAIM_LOCK_CLASS
 from services.jobs.store import JobStore
 
 pytestmark = pytest.mark.postgres
@@ -119,8 +120,10 @@ def test_calls_succeed_after_every_connection_is_terminated(
 def test_connection_lost_mid_transaction_is_retried_without_double_effects(
     pg_store: JobStore, admin: psycopg.Connection[Any]
 ) -> None:
+    """The Python transactions (here: cancel) run again after a lost connection."""
     account = pg_store.create_account("acme", credits=100)
-    armed = {"INSERT INTO ledger": True, "SKIP LOCKED": True}
+    job = _submit(pg_store, account.id)
+    armed = {"INSERT INTO ledger": True}
 
     def kill_once(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         for marker, pending in armed.items():
@@ -129,20 +132,86 @@ def test_connection_lost_mid_transaction_is_retried_without_double_effects(
                 _terminate(admin, [conn.connection.dbapi_connection.info.backend_pid])
 
     event.listen(pg_store.engine, "before_cursor_execute", kill_once)
-    # Killed after the job row was inserted, before its charge: the whole
+    # Killed after the job was marked canceled, before its refund: the whole
     # transaction rolled back and ran again.
-    job = _submit(pg_store, account.id)
-    # Killed while locking the candidate job: the claim ran again.
-    claimed = pg_store.claim("w1", 60)
+    canceled = pg_store.cancel(job.id, account.id)
     event.remove(pg_store.engine, "before_cursor_execute", kill_once)
 
-    assert armed == {"INSERT INTO ledger": False, "SKIP LOCKED": False}
+    assert armed == {"INSERT INTO ledger": False}
+    assert canceled.status == "canceled"
+    assert sorted(_ledger_reasons(pg_store, account.id)) == ["charge", "grant", "refund"]
+    assert pg_store.balance(account.id) == 100.0
+
+
+def _killed_while_waiting(
+    admin: psycopg.Connection[Any], function: str, blocker: str, call: Any
+) -> Any:
+    """Run `call` in a thread while the admin connection holds `blocker` (SQL
+    taking a lock the function waits for); terminate the function's backend
+    mid-statement once, then let its retry through. Returns call's result."""
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(value=call()), daemon=True)
+
+    def waiting() -> list[int]:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type IN ('Lock', 'Advisory') AND query LIKE %s",
+            (f"%{function}%",),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def wait_for(predicate: Any) -> Any:
+        for _ in range(400):
+            found = predicate()
+            if found:
+                return found
+            time.sleep(0.025)
+        raise AssertionError(f"{function} never waited on the lock")
+
+    # The lock is held from a connection of its own: the admin connection
+    # watches pg_stat_activity, which a transaction would see frozen.
+    with psycopg.connect(admin.info.dsn) as holder:
+        holder.execute(blocker)
+        thread.start()
+        first = wait_for(waiting)
+        _terminate(admin, first)
+        # The retry runs on a new connection and waits on the same lock.
+        wait_for(lambda: [pid for pid in waiting() if pid not in first])
+        holder.rollback()
+    thread.join(30)
+    assert not thread.is_alive()
+    return result["value"]
+
+
+def test_functions_killed_mid_statement_are_retried_without_double_effects(
+    pg_store: JobStore, admin: psycopg.Connection[Any]
+) -> None:
+    """The hot path's SQL functions: a backend terminated inside one rolled
+    back, and the store ran the call again on a new connection."""
+    account = pg_store.create_account("acme", credits=100)
+    job = _killed_while_waiting(
+        admin,
+        "lightbox_submit",
+        f"SELECT 1 FROM accounts WHERE id = '{account.id}' FOR UPDATE",
+        lambda: _submit(pg_store, account.id),
+    )
+    claimed = _killed_while_waiting(
+        admin,
+        "lightbox_claim",
+        f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_CLASS}, hashtext('{account.id}'))",
+        lambda: pg_store.claim("w1", 60),
+    )
     jobs, _ = pg_store.list_jobs(account.id)
     assert [j.id for j in jobs] == [job.id]
     assert claimed is not None and claimed.id == job.id and claimed.attempts == 1
-    with pg_store.engine.connect() as conn:
-        reasons = conn.execute(
-            select(ledger.c.reason).where(ledger.c.account_id == account.id)
-        ).scalars()
-        assert sorted(reasons) == ["charge", "grant"]
+    assert [e.status for e in pg_store.events(job.id)] == ["queued", "processing"]
+    assert sorted(_ledger_reasons(pg_store, account.id)) == ["charge", "grant"]
     assert pg_store.balance(account.id) == 80.0
+    assert pg_store.verify_ledger() == []
+
+
+def _ledger_reasons(store: JobStore, account_id: str) -> list[str]:
+    with store.engine.connect() as conn:
+        return list(
+            conn.execute(select(ledger.c.reason).where(ledger.c.account_id == account_id)).scalars()
+        )
