@@ -29,8 +29,14 @@ from services.common.samples import make_sample  # noqa: E402
 from services.common.settings import CommonSettings  # noqa: E402
 from services.stack import Stack  # noqa: E402
 
-SAMPLES = [("bottle", "plain"), ("box", "wood"), ("mug", "plain"), ("bottle", "wood"),
-           ("mug", "wood"), ("box", "plain")]
+SAMPLES = [
+    ("bottle", "plain"),
+    ("box", "wood"),
+    ("mug", "plain"),
+    ("bottle", "wood"),
+    ("mug", "wood"),
+    ("box", "plain"),
+]
 
 
 def one_photo(base: str, key: str, product: str, backdrop: str, seed: int) -> dict:
@@ -40,9 +46,11 @@ def one_photo(base: str, key: str, product: str, backdrop: str, seed: int) -> di
     auth = {"Authorization": f"Bearer {key}"}
     t0 = time.perf_counter()
     job = requests.post(
-        f"{base}/v1/image/product-photo", headers=auth,
+        f"{base}/v1/image/product-photo",
+        headers=auth,
         files={"image": ("p.jpg", buf.getvalue(), "image/jpeg")},
-        data={"preset": "white-studio", "shadow_type": "soft"}, timeout=60,
+        data={"preset": "white-studio", "shadow_type": "soft"},
+        timeout=60,
     ).json()
     while job["status"] not in ("completed", "failed", "blocked", "canceled"):
         time.sleep(0.05)
@@ -50,8 +58,12 @@ def one_photo(base: str, key: str, product: str, backdrop: str, seed: int) -> di
     if job["status"] != "completed":
         raise RuntimeError(f"job failed: {job.get('error')}")
     requests.get(job["output_url"], timeout=30).raise_for_status()
-    return {"sample": f"{product}_{backdrop}", "e2e_s": time.perf_counter() - t0,
-            "processing_ms": job["processing_ms"], "engines": job["engines"]}
+    return {
+        "sample": f"{product}_{backdrop}",
+        "e2e_s": time.perf_counter() - t0,
+        "processing_ms": job["processing_ms"],
+        "engines": job["engines"],
+    }
 
 
 def main() -> int:
@@ -61,31 +73,42 @@ def main() -> int:
     args = parser.parse_args()
     repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="lightbox-e2e-") as tmp:
-        settings = CommonSettings(home=Path(tmp), http_port=free_port_block(),
-                                  numba_cache_dir=repo / ".lightbox" / "numba_cache")
+        settings = CommonSettings(
+            home=Path(tmp),
+            http_port=free_port_block(),
+            numba_cache_dir=repo / ".lightbox" / "numba_cache",
+        )
         stack = Stack(settings=settings, log_path=Path(tmp) / "stack.log")
         key = stack.prepare()
         stack.start()
         try:
             stack.wait_ready()
             one_photo(stack.base_url, key, "bottle", "plain", 99)  # warm-up, not counted
-            rows = [one_photo(stack.base_url, key, *SAMPLES[i % len(SAMPLES)], i)
-                    for i in range(args.runs)]
+            rows = [
+                one_photo(stack.base_url, key, *SAMPLES[i % len(SAMPLES)], i)
+                for i in range(args.runs)
+            ]
         finally:
             stack.stop()
     e2e = [r["e2e_s"] for r in rows]
     proc = [r["processing_ms"] for r in rows]
-    summary = {"runs": len(rows), "e2e_median_s": statistics.median(e2e),
-               "e2e_max_s": max(e2e), "processing_median_ms": statistics.median(proc),
-               "load_avg_1m": os.getloadavg()[0]}
+    summary = {
+        "runs": len(rows),
+        "e2e_median_s": statistics.median(e2e),
+        "e2e_max_s": max(e2e),
+        "processing_median_ms": statistics.median(proc),
+        "load_avg_1m": os.getloadavg()[0],
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"summary": summary, "runs": rows}, indent=2) + "\n")
     print("| sample | end to end s | worker processing ms |\n|---|---:|---:|")
     for r in rows:
         print(f"| {r['sample']} | {r['e2e_s']:.2f} | {r['processing_ms']} |")
-    print(f"\nmedian {summary['e2e_median_s']:.2f} s end to end, "
-          f"{summary['processing_median_ms']:.0f} ms in the worker "
-          f"(load average {summary['load_avg_1m']:.1f})")
+    print(
+        f"\nmedian {summary['e2e_median_s']:.2f} s end to end, "
+        f"{summary['processing_median_ms']:.0f} ms in the worker "
+        f"(load average {summary['load_avg_1m']:.1f})"
+    )
     return 0
 
 

@@ -5,10 +5,11 @@
 
 What runs: the real JobStore and the real services.jobs.worker.Worker, with a
 pipeline that returns a tiny result at once (no stage calls of its own; the
-worker still heartbeats its "store" stage, writes the output blob and records
-completion). Workers are separate processes, as deployed: W workers run as
-min(W, 4) processes of W / processes threads each. Submitters are two separate
-processes calling JobStore.submit (what the jobs API does per request).
+worker still writes the output blob and records completion, claiming its next
+job in the same round trip as it does in production). Workers are separate
+processes, as deployed: W workers run as min(W, 4) processes of W / processes
+threads each. Submitters are two separate processes calling JobStore.submit
+(what the jobs API does per request).
 
 Two measurements per backend and worker count, each on a fresh database:
 - throughput: --jobs jobs submitted as fast as two submitters can, while the
@@ -16,6 +17,12 @@ Two measurements per backend and worker count, each on a fresh database:
 - claim latency: jobs offered at a fixed --latency-rate (open loop) for
   --latency-seconds; latency = claimed (as the worker sees it) - created_at
   (stamped by the submit), p50 and p99.
+
+Each case runs --repeat times (default 3) and the table gives the median of
+the runs; every run's figures are kept in the JSON. Before each phase the
+machine idles for --settle seconds (default 15): on these 2-core VMs a
+minute of sustained load slows the next run by up to a half, which would
+otherwise make the order of the cases decide the result.
 
 Results go to --out as JSON and are printed as a markdown table. The machine's
 load average is recorded with each row: on a shared machine, read the numbers
@@ -70,7 +77,13 @@ class ClaimClock:
         self._sink = sink
 
     def claim(self, worker_id: str, lease_seconds: float) -> Any:
-        job = self._store.claim(worker_id, lease_seconds)
+        return self._note(self._store.claim(worker_id, lease_seconds))
+
+    def complete_and_claim(self, *args: Any, **kwargs: Any) -> Any:
+        done, job = self._store.complete_and_claim(*args, **kwargs)
+        return done, self._note(job)
+
+    def _note(self, job: Any) -> Any:
         if job is not None:
             self._sink.append((job.created_at.timestamp(), time.time()))
         return job
@@ -174,7 +187,13 @@ def completed(store: Any) -> int:
 
 
 def run_case(
-    backend: str, workers: int, accounts: int, jobs: int, rate: float, seconds: float
+    backend: str,
+    workers: int,
+    accounts: int,
+    jobs: int,
+    rate: float,
+    seconds: float,
+    settle: float,
 ) -> dict[str, Any]:
     from services.jobs.store import JobStore
 
@@ -190,6 +209,7 @@ def run_case(
         "load_avg_1m_before": os.getloadavg()[0],
     }
     for phase, count, pace in (("throughput", jobs, 0.0), ("latency", int(rate * seconds), rate)):
+        time.sleep(settle)
         with tempfile.TemporaryDirectory() as scratch_dir:
             scratch = Path(scratch_dir)
             url, drop = fresh_database(backend, scratch)
@@ -262,18 +282,30 @@ def run_case(
     return result
 
 
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for a case: the median of its runs, with every run's figures."""
+    row = dict(runs[0])
+    for key in ("jobs_per_s", "claim_p50_ms", "claim_p99_ms", "claim_max_ms", "seconds"):
+        values = [r[key] for r in runs]
+        row[key] = round(statistics.median(values), 1)
+        row[f"{key}_runs"] = values
+    row["load_avg_1m_before"] = max(r["load_avg_1m_before"] for r in runs)
+    row["runs"] = len(runs)
+    return row
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| backend | accounts | workers (proc x thr) | jobs/s | claim p50 ms | claim p99 ms"
-        " | offered/s | load 1m |",
-        "|---|---|---|---|---|---|---|---|",
+        " | offered/s | runs | load 1m |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['backend']} | {r['accounts']}"
             f" | {r['workers']} ({r['worker_processes']}x{r['threads_per_process']})"
             f" | {r['jobs_per_s']} | {r['claim_p50_ms']} | {r['claim_p99_ms']}"
-            f" | {r['latency_rate']:g} | {r['load_avg_1m_before']:.1f} |"
+            f" | {r['latency_rate']:g} | {r['runs']} | {r['load_avg_1m_before']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -290,15 +322,27 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "jobs.json")
     parser.add_argument("--label", default="", help="recorded with the results")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case (median reported)")
+    parser.add_argument("--settle", type=float, default=15.0, help="idle seconds before each phase")
     args = parser.parse_args()
 
     rows = []
     for backend in args.backends.split(","):
         for accounts in (int(a) for a in args.accounts.split(",")):
             for workers in (int(w) for w in args.workers.split(",")):
-                row = run_case(
-                    backend, workers, accounts, args.jobs, args.latency_rate, args.latency_seconds
-                )
+                runs = [
+                    run_case(
+                        backend,
+                        workers,
+                        accounts,
+                        args.jobs,
+                        args.latency_rate,
+                        args.latency_seconds,
+                        args.settle,
+                    )
+                    for _ in range(args.repeat)
+                ]
+                row = median_of(runs)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     report = {

@@ -78,8 +78,13 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(database_url: str) -> Engine:
-    """An engine that survives dropped connections and, on SQLite, concurrent writers."""
+def make_engine(database_url: str, *, autocommit: bool = False) -> Engine:
+    """An engine that survives dropped connections and, on SQLite, concurrent writers.
+
+    `autocommit` (PostgreSQL): connections that stay in autocommit mode for
+    their life, for statements that are their own transaction; switching a
+    pooled connection's mode at every checkout costs more than the statement.
+    """
     url = make_url(database_url)
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -89,7 +94,11 @@ def make_engine(database_url: str) -> Engine:
         # that silently drops it. No pool_pre_ping: it costs a round trip per
         # transaction, as much as a claim itself; `_check_alive` below finds
         # the same dead connections without one.
-        engine = create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=10)
+        options: dict[str, Any] = {}
+        if autocommit:
+            # Nothing to roll back on return: no transaction is ever open.
+            options = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
+        engine = create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=10, **options)
         event.listen(engine, "checkout", _check_alive)
         return engine
     raise ValueError(f"unsupported database backend {backend!r}: use sqlite or postgresql")

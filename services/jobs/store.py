@@ -319,6 +319,11 @@ class JobStore:
         """
         self._engine: Engine = make_engine(database_url)
         self._dialect = self._engine.dialect.name
+        # PostgreSQL: a pool of autocommit connections for the hot path's
+        # single-statement calls (see _statement).
+        self._statements: Engine | None = (
+            make_engine(database_url, autocommit=True) if self._dialect == "postgresql" else None
+        )
         self._clock = clock or (lambda: datetime.now(UTC))
         self._idempotency_ttl = idempotency_ttl
         self._webhook_max_age = webhook_max_age
@@ -363,6 +368,8 @@ class JobStore:
         if notifier is not None:
             notifier.stop()
         self._engine.dispose()
+        if self._statements is not None:
+            self._statements.dispose()
 
     # -- accounts and keys -------------------------------------------------
 
@@ -888,20 +895,50 @@ class JobStore:
         with self._statement(retry_safe=True) as driver:
             row = (
                 driver.cursor(row_factory=_utc_row)
-                .execute(
-                    _CLAIM_PG,
-                    (
-                        worker_id,
-                        now,
-                        now + timedelta(seconds=lease_seconds),
-                        MAX_CLAIM_CANDIDATES,
-                        now + self._webhook_max_age,
-                    ),
-                    prepare=True,
-                )
+                .execute(_CLAIM_PG, self._claim_params(worker_id, lease_seconds, now), prepare=True)
                 .fetchone()
             )
         return None if row is None else _job_record(row)
+
+    def _claim_params(self, worker_id: str, lease_seconds: float, now: datetime) -> tuple[Any, ...]:
+        return (
+            worker_id,
+            now,
+            now + timedelta(seconds=lease_seconds),
+            MAX_CLAIM_CANDIDATES,
+            now + self._webhook_max_age,
+        )
+
+    def _completion(
+        self,
+        job_id: str,
+        worker_id: str,
+        now: datetime,
+        *,
+        output_key: str,
+        width: int,
+        height: int,
+        format: str,
+        processing_ms: int,
+        engines: dict[str, str],
+        pipeline: list[str],
+        output_ttl_seconds: float,
+    ) -> tuple[Any, ...]:
+        """lightbox_complete's parameters."""
+        return (
+            job_id,
+            worker_id,
+            now,
+            output_key,
+            now + timedelta(seconds=output_ttl_seconds),
+            width,
+            height,
+            format,
+            processing_ms,
+            Json(dict(engines)),
+            Json(list(pipeline)),
+            now + self._webhook_max_age,
+        )
 
     @_retry_once
     def heartbeat(
@@ -939,24 +976,19 @@ class JobStore:
         """Mark the job completed if `worker_id` still holds its lease; False otherwise."""
         if self._dialect == "postgresql":
             now = self._clock()
+            outcome = {
+                "output_key": output_key,
+                "width": width,
+                "height": height,
+                "format": format,
+                "processing_ms": processing_ms,
+                "engines": engines,
+                "pipeline": pipeline,
+                "output_ttl_seconds": output_ttl_seconds,
+            }
             with self._statement(retry_safe=False) as driver:
                 row = driver.execute(
-                    _COMPLETE_PG,
-                    (
-                        job_id,
-                        worker_id,
-                        now,
-                        output_key,
-                        now + timedelta(seconds=output_ttl_seconds),
-                        width,
-                        height,
-                        format,
-                        processing_ms,
-                        Json(dict(engines)),
-                        Json(list(pipeline)),
-                        now + self._webhook_max_age,
-                    ),
-                    prepare=True,
+                    _COMPLETE_PG, self._completion(job_id, worker_id, now, **outcome), prepare=True
                 ).fetchone()
             return bool(row and row[0])
         with self._tx() as conn:
@@ -991,6 +1023,44 @@ class JobStore:
             if self._dialect == "postgresql" and self._was_at_cap(conn, done.account_id, now):
                 self._notify(conn)
             return True
+
+    def complete_and_claim(
+        self, job_id: str, worker_id: str, *, lease_seconds: float, **outcome: Any
+    ) -> tuple[bool, JobRecord | None]:
+        """`complete(job_id, worker_id, **outcome)`, then `claim(worker_id,
+        lease_seconds)`: what a worker does between two jobs. On PostgreSQL both
+        statements travel in one round trip (pipeline mode), each its own
+        transaction, the completion first.
+
+        Never retried as a pair: had the completion committed before the
+        connection was lost, a second completion would find the lease gone.
+        A lost connection is ServiceUnavailable; the job then completes later
+        or its lease expires and it runs again.
+        """
+        if self._dialect != "postgresql":
+            return self.complete(job_id, worker_id, **outcome), self.claim(worker_id, lease_seconds)
+        if not lease_seconds > 0:
+            raise InvalidParameter("lease_seconds", "lease_seconds must be positive.")
+        now = self._clock()
+        try:
+            with self._statement(retry_safe=False) as driver:
+                with driver.pipeline():
+                    done = driver.execute(
+                        _COMPLETE_PG,
+                        self._completion(job_id, worker_id, now, **outcome),
+                        prepare=True,
+                    )
+                    claimed = driver.cursor(row_factory=_utc_row).execute(
+                        _CLAIM_PG, self._claim_params(worker_id, lease_seconds, now), prepare=True
+                    )
+                completed = done.fetchone()
+                row = claimed.fetchone()
+        except _Retryable as exc:
+            raise ServiceUnavailable(
+                "The database connection was lost while completing; "
+                "the job may or may not have been recorded as completed."
+            ) from exc
+        return bool(completed and completed[0]), None if row is None else _job_record(row)
 
     @_retry_once
     def fail(
@@ -1459,15 +1529,19 @@ class JobStore:
         always retryable, and so is a session the server terminated (it holds
         interrupts while committing: a statement it cut short did not commit).
         """
-        with self._engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            driver = conn.connection.driver_connection
+        assert self._statements is not None, "PostgreSQL only"
+        try:
+            pooled = self._statements.raw_connection()
+        except DBAPIError as exc:
+            raise ServiceUnavailable(f"The database is unavailable: {exc.orig}") from exc
+        driver = pooled.driver_connection
+        try:
             try:
                 yield driver
             except psycopg.Error as exc:
                 lost = driver.broken or driver.closed
                 if lost:
-                    conn.invalidate(exc)
+                    pooled.invalidate(exc)
                 if exc.sqlstate in _RETRYABLE_SQLSTATES | _TERMINATED_SQLSTATES or (
                     lost and retry_safe
                 ):
@@ -1480,6 +1554,8 @@ class JobStore:
                 if isinstance(exc, psycopg.OperationalError):
                     raise ServiceUnavailable(f"The database is unavailable: {exc}") from exc
                 raise
+        finally:
+            pooled.close()
 
     def _commit_asynchronously(self, conn: Connection) -> None:
         """See `_tx(durable=False)`; from within the transaction."""

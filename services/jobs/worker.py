@@ -41,6 +41,7 @@ class _Lease:
         self.lost = threading.Event()
         self._due = 0.0
         self._closed = False
+        self._idle = False  # the thread sleeps until hold() or close() wakes it
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -54,7 +55,9 @@ class _Lease:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._beat, name="lease", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            elif self._idle:
+                # Otherwise it wakes at the previous due time and sleeps on.
+                self._cond.notify()
         return self
 
     def __enter__(self) -> _Lease:
@@ -93,8 +96,9 @@ class _Lease:
         while True:
             with self._cond:
                 while not self._closed and (self.job_id is None or time.monotonic() < self._due):
-                    wait = None if self.job_id is None else self._due - time.monotonic()
-                    self._cond.wait(wait)
+                    self._idle = self.job_id is None
+                    self._cond.wait(None if self._idle else self._due - time.monotonic())
+                    self._idle = False
                 if self._closed:
                     return
                 job_id, lost = self.job_id, self.lost
@@ -121,10 +125,13 @@ class Worker:
         job = self.store.claim(self.worker_id, self.settings.lease_seconds)
         if job is None:
             return False
-        self._run(job)
+        self._run(job, claim_next=False)
         return True
 
-    def _run(self, job: JobRecord) -> None:
+    def _run(self, job: JobRecord, *, claim_next: bool) -> JobRecord | None:
+        """Run one claimed job to its outcome. With `claim_next`, the completion
+        also claims this worker's next job (one round trip on PostgreSQL), which
+        is returned; None when there is none or the job did not complete."""
         token = request_id.set(job.id)
         start = time.monotonic()
         timer = metrics.METRICS.timer(job.operation)
@@ -156,7 +163,7 @@ class Worker:
                     )
                     if lease.lost.is_set():
                         outcome = "lease_lost"
-                        return
+                        return None
                     outcome = "failed"
                     self.store.fail(
                         job.id,
@@ -166,29 +173,37 @@ class Worker:
                         transient=transient,
                         retry_base_seconds=self.settings.retry_base_seconds,
                     )
-                    return
+                    return None
                 if lease.lost.is_set():
                     outcome = "lease_lost"
                     log.warning("lease on %s lost; dropping its result", job.id)
-                    return
+                    return None
                 # No lease write for this stage: completion follows at once and
                 # settles the lease (a slow store is still covered by the beat).
                 timer.enter("store")
                 lease.stage = "store"
                 suffix = "." + ("jpg" if result.format == "jpeg" else result.format)
                 key = self.pipeline.blobs.put(result.data, "outputs", suffix)
-                done = self.store.complete(
-                    job.id,
-                    self.worker_id,
-                    output_key=key,
-                    width=result.width,
-                    height=result.height,
-                    format=result.format,
-                    processing_ms=elapsed_ms(start),
-                    engines=result.engines,
-                    pipeline=result.pipeline,
-                    output_ttl_seconds=output_ttl_for(self.settings, job),
-                )
+                recorded = {
+                    "output_key": key,
+                    "width": result.width,
+                    "height": result.height,
+                    "format": result.format,
+                    "processing_ms": elapsed_ms(start),
+                    "engines": result.engines,
+                    "pipeline": result.pipeline,
+                    "output_ttl_seconds": output_ttl_for(self.settings, job),
+                }
+                next_job = None
+                if claim_next:
+                    done, next_job = self.store.complete_and_claim(
+                        job.id,
+                        self.worker_id,
+                        lease_seconds=self.settings.lease_seconds,
+                        **recorded,
+                    )
+                else:
+                    done = self.store.complete(job.id, self.worker_id, **recorded)
                 if not done:
                     # Someone else owns the job now; our output is an orphan.
                     outcome = "lease_lost"
@@ -197,21 +212,28 @@ class Worker:
                 else:
                     outcome = "completed"
                     log.info("completed %s in %d ms", job.id, elapsed_ms(start))
+                return next_job
         finally:
             timer.finish(outcome)
             request_id.reset(token)
 
     def run_forever(self, stop: threading.Event) -> None:
+        """Claim and run jobs until `stop`; a job already claimed (the next one,
+        claimed with a completion) is run before stopping, not left to expire."""
+        job: JobRecord | None = None
         try:
-            while not stop.is_set():
+            while job is not None or not stop.is_set():
                 try:
-                    ran = self.run_once()
+                    if job is None:
+                        job = self.store.claim(self.worker_id, self.settings.lease_seconds)
+                        if job is None:
+                            self.store.wait_for_work(timeout=1.0)
+                            continue
+                    job = self._run(job, claim_next=not stop.is_set())
                 except Exception:
                     log.exception("worker loop error; backing off")
+                    job = None
                     stop.wait(1.0)
-                    continue
-                if not ran:
-                    self.store.wait_for_work(timeout=1.0)
         finally:
             self._lease.close()
 

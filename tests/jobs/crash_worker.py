@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from services.common.blobstore import LocalBlobStore
 from services.jobs.settings import JobsSettings
@@ -36,7 +37,15 @@ class _ClaimLog:
         self._lock = threading.Lock()
 
     def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
-        job = self._store.claim(worker_id, lease_seconds)
+        return self._log(worker_id, self._store.claim(worker_id, lease_seconds))
+
+    def complete_and_claim(
+        self, job_id: str, worker_id: str, **kwargs: Any
+    ) -> tuple[bool, JobRecord | None]:
+        done, job = self._store.complete_and_claim(job_id, worker_id, **kwargs)
+        return done, self._log(worker_id, job)
+
+    def _log(self, worker_id: str, job: JobRecord | None) -> JobRecord | None:
         if job is not None:
             line = {
                 "job": job.id,
