@@ -528,6 +528,41 @@ def test_claim_heartbeat_and_expired_lease_returns_the_job(
     assert store.queue_depth() == 0
 
 
+def test_complete_and_claim_records_the_outcome_then_leases_the_next_job(
+    store: JobStore, clock: FakeClock
+) -> None:
+    account = store.create_account("acme", credits=20)
+    first, _ = submit(store, account)
+    clock.advance(1)
+    second, _ = submit(store, account)
+    claimed = store.claim("w1", 30)
+    assert claimed is not None and claimed.id == first.id
+    outcome = {
+        "output_key": "out/xyz",
+        "width": 8,
+        "height": 6,
+        "format": "png",
+        "processing_ms": 5,
+        "engines": {"matting": "classical"},
+        "pipeline": ["remove-background"],
+        "output_ttl_seconds": 60,
+    }
+    done, following = store.complete_and_claim(first.id, "w1", lease_seconds=30, **outcome)
+    assert done is True
+    assert following is not None and following.id == second.id
+    assert following.lease_owner == "w1" and following.attempts == 1
+    finished = store.get(first.id)
+    assert (finished.status, finished.output_key, finished.width) == ("completed", "out/xyz", 8)
+    assert [e.status for e in store.events(first.id)] == ["queued", "processing", "completed"]
+    assert [e.status for e in store.events(second.id)] == ["queued", "processing"]
+    # Without the lease nothing is recorded, and an empty queue claims nothing.
+    done, following = store.complete_and_claim(first.id, "w1", lease_seconds=30, **outcome)
+    assert (done, following) == (False, None)
+    done, following = store.complete_and_claim(second.id, "w1", lease_seconds=30, **outcome)
+    assert (done, following) == (True, None)
+    assert store.balance(account.id) == 20 - 2 * PRICE and store.verify_ledger() == []
+
+
 def test_claim_takes_the_oldest_runnable_job(store: JobStore, clock: FakeClock) -> None:
     account = store.create_account("acme", credits=100, max_concurrent_jobs=10)
     ids = []
