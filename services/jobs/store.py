@@ -1028,14 +1028,17 @@ class JobStore:
         self, job_id: str, worker_id: str, *, lease_seconds: float, **outcome: Any
     ) -> tuple[bool, JobRecord | None]:
         """`complete(job_id, worker_id, **outcome)`, then `claim(worker_id,
-        lease_seconds)`: what a worker does between two jobs. On PostgreSQL both
-        statements travel in one round trip (pipeline mode), each its own
-        transaction, the completion first.
+        lease_seconds)`: what a worker does between two jobs.
 
-        Never retried as a pair: had the completion committed before the
-        connection was lost, a second completion would find the lease gone.
-        A lost connection is ServiceUnavailable; the job then completes later
-        or its lease expires and it runs again.
+        On PostgreSQL both statements travel in one round trip (pipeline mode)
+        and share one implicit transaction, the completion first; its commit is
+        durable (the claim alone would commit asynchronously). If the
+        transaction aborted (deadlock, serialisation failure), nothing of it
+        was saved and the two steps run again one by one. A lost connection
+        (pipeline mode reports a terminated session as one) leaves the outcome
+        unknown and is ServiceUnavailable, never retried: had the completion
+        committed, a second one would find the lease gone. The job then shows
+        completed, or its lease expires and it runs again.
         """
         if self._dialect != "postgresql":
             return self.complete(job_id, worker_id, **outcome), self.claim(worker_id, lease_seconds)
@@ -1053,13 +1056,12 @@ class JobStore:
                     claimed = driver.cursor(row_factory=_utc_row).execute(
                         _CLAIM_PG, self._claim_params(worker_id, lease_seconds, now), prepare=True
                     )
+                    driver.execute(_DURABLE_COMMIT, prepare=True)
                 completed = done.fetchone()
                 row = claimed.fetchone()
         except _Retryable as exc:
-            raise ServiceUnavailable(
-                "The database connection was lost while completing; "
-                "the job may or may not have been recorded as completed."
-            ) from exc
+            log.warning("complete_and_claim(%s): %s; one step at a time", job_id, exc)
+            return self.complete(job_id, worker_id, **outcome), self.claim(worker_id, lease_seconds)
         return bool(completed and completed[0]), None if row is None else _job_record(row)
 
     @_retry_once
@@ -2132,6 +2134,9 @@ _SUBMIT_PG = (
 )
 _CLAIM_PG = "SELECT * FROM lightbox_claim(%s, %s, %s, %s, %s)"
 _COMPLETE_PG = "SELECT lightbox_complete(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+# lightbox_claim makes its transaction commit asynchronously; a transaction that
+# also carries a completion must not (see complete_and_claim).
+_DURABLE_COMMIT = "SELECT set_config('synchronous_commit', 'on', true)"
 
 
 def _utc_row(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], SimpleNamespace]:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
+from services.common.errors import ServiceUnavailable
 from services.jobs.models import ledger
 from services.jobs.store import _CLAIM_LOCK_CLASS as CLAIM_LOCK_CLASS
 from services.jobs.store import JobStore
@@ -215,3 +216,77 @@ def _ledger_reasons(store: JobStore, account_id: str) -> list[str]:
         return list(
             conn.execute(select(ledger.c.reason).where(ledger.c.account_id == account_id)).scalars()
         )
+
+
+def test_complete_and_claim_cut_short_saves_nothing_and_says_so(
+    pg_store: JobStore, admin: psycopg.Connection[Any]
+) -> None:
+    """The pair shares one transaction: a session killed inside the claim took
+    the completion with it. Pipeline mode reports that as a lost connection,
+    outcome unknown, so the caller gets ServiceUnavailable (never a second
+    completion attempt); the job keeps its lease, which expires if the worker
+    does not complete it again."""
+    account = pg_store.create_account("acme", credits=100)
+    first = _submit(pg_store, account.id)
+    second = _submit(pg_store, account.id)
+    assert pg_store.claim("w1", 60).id == first.id  # type: ignore[union-attr]
+    errors: list[Exception] = []
+
+    def pair() -> None:
+        try:
+            pg_store.complete_and_claim(
+                first.id,
+                "w1",
+                lease_seconds=60,
+                output_key="outputs/20260101/" + "k" * 22 + ".png",
+                width=1,
+                height=1,
+                format="png",
+                processing_ms=1,
+                engines={},
+                pipeline=["upscale"],
+                output_ttl_seconds=60,
+            )
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    thread = threading.Thread(target=pair, daemon=True)
+    with psycopg.connect(admin.info.dsn) as holder:
+        holder.execute(
+            f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_CLASS}, hashtext('{account.id}'))"
+        )
+        thread.start()
+        for _ in range(400):
+            waiting = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE '%lightbox_claim%'"
+            ).fetchall()
+            if waiting:
+                break
+            time.sleep(0.025)
+        _terminate(admin, [row[0] for row in waiting])
+        thread.join(30)
+        holder.rollback()
+    assert len(errors) == 1 and isinstance(errors[0], ServiceUnavailable)
+    assert pg_store.get(first.id).status == "processing"  # the completion rolled back
+    assert pg_store.get(first.id).lease_owner == "w1"
+    assert pg_store.get(second.id).status == "queued"
+    assert [e.status for e in pg_store.events(first.id)] == ["queued", "processing"]
+    # The worker's own retry of the completion still holds the lease and succeeds.
+    assert complete_one(pg_store, first.id, "w1")
+    assert pg_store.verify_ledger() == []
+
+
+def complete_one(store: JobStore, job_id: str, worker: str) -> bool:
+    return store.complete(
+        job_id,
+        worker,
+        output_key="outputs/20260101/" + "k" * 22 + ".png",
+        width=1,
+        height=1,
+        format="png",
+        processing_ms=1,
+        engines={},
+        pipeline=["upscale"],
+        output_ttl_seconds=60,
+    )
