@@ -285,7 +285,14 @@ def run_case(
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One row for a case: the median of its runs, with every run's figures."""
     row = dict(runs[0])
-    for key in ("jobs_per_s", "claim_p50_ms", "claim_p99_ms", "claim_max_ms", "seconds"):
+    for key in (
+        "jobs_per_s",
+        "claim_p50_ms",
+        "claim_p99_ms",
+        "claim_max_ms",
+        "seconds",
+        "submit_seconds",
+    ):
         values = [r[key] for r in runs]
         row[key] = round(statistics.median(values), 1)
         row[f"{key}_runs"] = values
