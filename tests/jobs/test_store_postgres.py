@@ -234,19 +234,7 @@ def test_complete_and_claim_cut_short_saves_nothing_and_says_so(
 
     def pair() -> None:
         try:
-            pg_store.complete_and_claim(
-                first.id,
-                "w1",
-                lease_seconds=60,
-                output_key="outputs/20260101/" + "k" * 22 + ".png",
-                width=1,
-                height=1,
-                format="png",
-                processing_ms=1,
-                engines={},
-                pipeline=["upscale"],
-                output_ttl_seconds=60,
-            )
+            pg_store.complete_and_claim(first.id, "w1", lease_seconds=60, **OUTCOME)
         except Exception as exc:  # noqa: BLE001 - asserted below
             errors.append(exc)
 
@@ -273,20 +261,18 @@ def test_complete_and_claim_cut_short_saves_nothing_and_says_so(
     assert pg_store.get(second.id).status == "queued"
     assert [e.status for e in pg_store.events(first.id)] == ["queued", "processing"]
     # The worker's own retry of the completion still holds the lease and succeeds.
-    assert complete_one(pg_store, first.id, "w1")
+    assert pg_store.complete(first.id, "w1", **OUTCOME)
     assert pg_store.verify_ledger() == []
 
 
-def complete_one(store: JobStore, job_id: str, worker: str) -> bool:
-    return store.complete(
-        job_id,
-        worker,
-        output_key="outputs/20260101/" + "k" * 22 + ".png",
-        width=1,
-        height=1,
-        format="png",
-        processing_ms=1,
-        engines={},
-        pipeline=["upscale"],
-        output_ttl_seconds=60,
-    )
+# What a worker records for a completed job, in these tests.
+OUTCOME: dict[str, Any] = {
+    "output_key": "outputs/20260101/" + "k" * 22 + ".png",
+    "width": 1,
+    "height": 1,
+    "format": "png",
+    "processing_ms": 1,
+    "engines": {},
+    "pipeline": ["upscale"],
+    "output_ttl_seconds": 60,
+}
