@@ -10,7 +10,7 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
 
 from services.jobs import keys as keylib
 from services.jobs.migrations import alembic_config
@@ -191,5 +191,26 @@ def test_upgrade_from_first_revision_keeps_data_and_works(empty_db_url: str) -> 
         # Running the migrations again changes nothing.
         store.migrate()
         assert store.balance("acct") == 100 - 4 * 7 + 7 + 5
+    finally:
+        store.close()
+
+
+def test_0003_downgrades_and_upgrades_again_keeping_balances(empty_db_url: str) -> None:
+    store = JobStore(empty_db_url)
+    try:
+        store.migrate()
+        account = store.create_account("acme", credits=5)
+        store.add_credits(account.id, 2)
+        config = alembic_config()
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0002")
+        with store.engine.connect() as conn:
+            assert "balance_milli" not in {c["name"] for c in inspect(conn).get_columns("accounts")}
+        store.migrate()
+        # Refilled from the ledger, and kept by the trigger again.
+        assert store.balance(account.id) == 7.0
+        store.add_credits(account.id, 1)
+        assert store.balance(account.id) == 8.0 and store.verify_ledger() == []
     finally:
         store.close()

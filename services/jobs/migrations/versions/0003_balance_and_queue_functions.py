@@ -360,5 +360,6 @@ def downgrade() -> None:
     else:
         for name in ("ledger_no_delete", "ledger_no_update", "ledger_balance"):
             op.execute(f"DROP TRIGGER {name}")
-    with op.batch_alter_table("accounts") as batch:
-        batch.drop_column("balance_milli")
+    # A plain ALTER TABLE on both (SQLite >= 3.35 drops a column in place; batch
+    # mode would rebuild `accounts`, which the other tables' foreign keys refuse).
+    op.drop_column("accounts", "balance_milli")
