@@ -21,7 +21,7 @@ the account row) and globally on SQLite (`BEGIN IMMEDIATE`, see db.py).
 Lock order is always job row, then account row, which keeps PostgreSQL free of
 deadlocks between claims, cancels and submits. Claims check the account's
 concurrency cap, not its balance, so on PostgreSQL they serialise on a
-transaction advisory lock of their own per account (`_lock_claims`) instead
+transaction advisory lock of their own per account (in lightbox_claim) instead
 of the row: a busy account's claims do not queue behind its submits' commits.
 
 On PostgreSQL the hot path (submit, claim, complete) runs as SQL functions
@@ -132,8 +132,9 @@ TERMINAL_STATUSES = frozenset({STATUS_COMPLETED, STATUS_FAILED, STATUS_BLOCKED, 
 
 _MIGRATE_LOCK = threading.Lock()
 
-# The first key of the per-account advisory locks claims take (PostgreSQL);
-# any constant works as long as nothing else in the database uses it.
+# The first key of the per-account advisory locks lightbox_claim takes
+# (migration 0003 holds the same value); any constant works as long as nothing
+# else in the database uses it.
 _CLAIM_LOCK_CLASS = 0x4C42_434C
 
 # Reasons add_credits accepts; "charge" and "refund" rows belong to jobs only.
@@ -651,10 +652,19 @@ class JobStore:
                 raise error from exc
         assert row is not None
         record = _job_record(row)
-        if record.webhook_url:
+        replayed = record.id != job_id
+        if record.webhook_url and replayed:
+            # The original job may have ended and had deliveries since.
             with self._tx(write=False) as conn:
                 record = self._with_webhooks(conn, [record])[0]
-        return record, record.id != job_id
+        elif record.webhook_url:
+            # Just inserted: no delivery yet. A job blocked at submit has its
+            # outbox row, due now (as _load_webhooks would report it).
+            due = record.created_at if record.status in TERMINAL_STATUSES else None
+            record = dataclasses.replace(
+                record, webhook=WebhookState(record.webhook_url, WEBHOOK_PENDING, [], due)
+            )
+        return record, replayed
 
     @_retry_once
     def _submit(
@@ -819,7 +829,6 @@ class JobStore:
         with self._tx() as conn:
             now = self._clock()
             capped_accounts: set[str] = set()
-            asynchronous = False
             for _ in range(MAX_CLAIM_CANDIDATES):
                 row = None
                 for query in _CLAIM_QUERIES:
@@ -831,13 +840,8 @@ class JobStore:
                 if row is None:
                     # An empty queue costs two index probes and nothing else.
                     return None
-                if not asynchronous:
-                    self._commit_asynchronously(conn)
-                    asynchronous = True
                 # Per candidate, so that passing over a capped account rolls back
-                # to here and releases its account lock: a claim never holds one
-                # account's lock while waiting for another's. (The candidate's
-                # row lock stays until commit; other claims skip locked rows.)
+                # to here (lightbox_claim does the same around its account lock).
                 savepoint = conn.begin_nested()
                 attempt_errors = list(row.attempt_errors)
                 if row.status == STATUS_PROCESSING:
@@ -853,7 +857,7 @@ class JobStore:
                         self._finish_expired(conn, row, attempt_errors, now)
                         savepoint.commit()
                         continue
-                cap = self._lock_claims(conn, row.account_id)
+                cap = self._account_cap(conn, row.account_id)
                 if self._alive_leases(conn, row.account_id, now, exclude=row.id) >= cap:
                     savepoint.rollback()
                     capped_accounts.add(row.account_id)
@@ -910,33 +914,21 @@ class JobStore:
         )
 
     def _completion(
-        self,
-        job_id: str,
-        worker_id: str,
-        now: datetime,
-        *,
-        output_key: str,
-        width: int,
-        height: int,
-        format: str,
-        processing_ms: int,
-        engines: dict[str, str],
-        pipeline: list[str],
-        output_ttl_seconds: float,
+        self, job_id: str, worker_id: str, now: datetime, **outcome: Any
     ) -> tuple[Any, ...]:
-        """lightbox_complete's parameters."""
+        """lightbox_complete's parameters from `complete`'s keyword arguments."""
         return (
             job_id,
             worker_id,
             now,
-            output_key,
-            now + timedelta(seconds=output_ttl_seconds),
-            width,
-            height,
-            format,
-            processing_ms,
-            Json(dict(engines)),
-            Json(list(pipeline)),
+            outcome["output_key"],
+            now + timedelta(seconds=outcome["output_ttl_seconds"]),
+            outcome["width"],
+            outcome["height"],
+            outcome["format"],
+            outcome["processing_ms"],
+            Json(dict(outcome["engines"])),
+            Json(list(outcome["pipeline"])),
             now + self._webhook_max_age,
         )
 
@@ -1015,13 +1007,6 @@ class JobStore:
                 conn, job_id, STATUS_COMPLETED, now, attempt=done.attempts, worker=worker_id
             )
             self._enqueue_webhook(conn, job_id, done.account_id, done.webhook_url, now)
-            # A concurrency slot of the account is free again; it matters only if
-            # the account was at its cap (jobs may be waiting on it). NOTIFY makes
-            # PostgreSQL serialise committing transactions server-wide, so it is
-            # not sent for every completion: the completing worker claims again
-            # at once anyway.
-            if self._dialect == "postgresql" and self._was_at_cap(conn, done.account_id, now):
-                self._notify(conn)
             return True
 
     def complete_and_claim(
@@ -1666,12 +1651,10 @@ class JobStore:
             raise NotFound(f"No account with id {account_id!r}.")
         return _account_record(row)
 
-    def _lock_claims(self, conn: Connection, account_id: str) -> int:
-        """Serialise the claims of one account (the cap check) until commit, or
-        until the savepoint around a passed-over candidate rolls back; returns
-        the account's max_concurrent_jobs."""
-        statement = _LOCK_CLAIMS if self._dialect == "postgresql" else _ACCOUNT_CAP
-        cap = conn.execute(statement, {"account_id": account_id}).scalar()
+    def _account_cap(self, conn: Connection, account_id: str) -> int:
+        """The account's max_concurrent_jobs (SQLite claims are serialised by
+        BEGIN IMMEDIATE, so the cap check needs no lock of its own)."""
+        cap = conn.execute(_ACCOUNT_CAP, {"account_id": account_id}).scalar()
         if cap is None:
             raise NotFound(f"No account with id {account_id!r}.")
         return int(cap)
@@ -1778,12 +1761,6 @@ class JobStore:
         # No row back: this job was refunded before (the unique constraint held).
         if conn.execute(refund).first() is not None:
             conn.execute(update(jobs).where(jobs.c.id == row.id).values(refunded_at=now))
-
-    def _was_at_cap(self, conn: Connection, account_id: str, now: datetime) -> bool:
-        """Whether the account's live leases, plus the one just released,
-        reached its max_concurrent_jobs."""
-        cap, used = conn.execute(_CAP_AND_USE, {"account_id": account_id, "now": now}).one()
-        return int(used) + 1 >= int(cap)
 
     def _notify(self, conn: Connection) -> None:
         # Delivered on commit; a rolled-back transaction wakes nobody.
@@ -2096,26 +2073,10 @@ _LOCK_ACCOUNT = (
     select(accounts).where(accounts.c.id == bindparam("account_id")).with_for_update(key_share=True)
 )
 _BALANCE = select(accounts.c.balance_milli).where(accounts.c.id == bindparam("account_id"))
-_CAP_AND_USE = select(
-    accounts.c.max_concurrent_jobs,
-    select(func.count())
-    .select_from(jobs)
-    .where(
-        jobs.c.account_id == bindparam("account_id"),
-        jobs.c.status == STATUS_PROCESSING,
-        jobs.c.lease_expires_at > bindparam("now"),
-    )
-    .scalar_subquery(),
-).where(accounts.c.id == bindparam("account_id"))
 _LOAD_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _ACCOUNT_CAP = select(accounts.c.max_concurrent_jobs).where(
     accounts.c.id == bindparam("account_id")
 )
-# The advisory lock is taken as the account's cap is read, in one round trip.
-_LOCK_CLAIMS = select(
-    accounts.c.max_concurrent_jobs,
-    func.pg_advisory_xact_lock(_CLAIM_LOCK_CLASS, func.hashtext(accounts.c.id)),
-).where(accounts.c.id == bindparam("account_id"))
 _ALIVE_LEASES = (
     select(func.count())
     .select_from(jobs)

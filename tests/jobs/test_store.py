@@ -754,3 +754,13 @@ def test_queue_depth_counts_queued_jobs(store: JobStore) -> None:
     assert store.queue_depth() == 2
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(ledger)).scalar_one() == 4
+
+
+def test_a_new_jobs_webhook_state_matches_a_later_read(store: JobStore) -> None:
+    account = store.create_account("acme", credits=100)
+    hook = "https://shop.example.com/hooks/lightbox"
+    queued, _ = submit(store, account, webhook_url=hook)
+    blocked, _ = submit(store, account, webhook_url=hook, blocked_reason="denied term")
+    for job in (queued, blocked):
+        assert job.webhook is not None and job.webhook.status == "pending"
+        assert job.webhook == store.get(job.id).webhook
