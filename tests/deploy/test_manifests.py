@@ -30,7 +30,11 @@ def deployments() -> dict[str, dict]:
 def test_every_manifest_is_namespaced_and_typed() -> None:
     docs = k8s_docs()
     assert {d["kind"] for d in docs} >= {
-        "Namespace", "ConfigMap", "Deployment", "Service", "PersistentVolumeClaim",
+        "Namespace",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PersistentVolumeClaim",
         "HorizontalPodAutoscaler",
     }
     for d in docs:
@@ -74,8 +78,15 @@ def test_config_keys_are_settings_the_services_read() -> None:
 def test_compose_file() -> None:
     compose = yaml.safe_load((DEPLOY / "compose" / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) >= {"postgres", "redis", "triton", "compositor", "jobs", "worker",
-                             "gateway"}
+    assert set(services) >= {
+        "postgres",
+        "redis",
+        "triton",
+        "compositor",
+        "jobs",
+        "worker",
+        "gateway",
+    }
     gpu = services["triton"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
     env = services["gateway"]["environment"]

@@ -70,8 +70,14 @@ def bottle():
 
 
 def test_custom_background_is_generated_around_the_subject(gen_stack, bottle) -> None:
-    fields = dict(preset="custom", background_prompt="a bottle on a mossy rock by a waterfall",
-                  seed=7, steps=3, shadow_type="soft", output_format="png")
+    fields = dict(
+        preset="custom",
+        background_prompt="a bottle on a mossy rock by a waterfall",
+        seed=7,
+        steps=3,
+        shadow_type="soft",
+        output_format="png",
+    )
     job, first = run(gen_stack, "product-photo", png(bottle.rgb), **fields)
     assert job["engines"]["background"] == "sdxl_inpaint"
     assert job["pipeline"] == ["remove-background", "generate-background", "add-shadow"]
@@ -87,8 +93,14 @@ def test_replace_background_scene_keeps_subject_pixels(gen_stack, bottle) -> Non
     source = png(bottle.rgb)
     _, cut = run(gen_stack, "remove-background", source)
     matte = cut[..., 3]
-    job, out = run(gen_stack, "replace-background", source,
-                   prompt="a sunny beach at golden hour", seed=11, output_format="png")
+    job, out = run(
+        gen_stack,
+        "replace-background",
+        source,
+        prompt="a sunny beach at golden hour",
+        seed=11,
+        output_format="png",
+    )
     assert job["engines"]["background"] == "sdxl_inpaint"
     assert out.shape[:2] == bottle.rgb.shape[:2]
     opaque = matte == 255
@@ -100,6 +112,10 @@ def test_replace_background_scene_keeps_subject_pixels(gen_stack, bottle) -> Non
 
 
 def test_seed_is_fixed_at_submit_and_echoed(gen_stack, bottle) -> None:
-    job, _ = run(gen_stack, "replace-background", png(bottle.rgb), prompt="a marble kitchen "
-                 "counter with morning light and plants")
+    job, _ = run(
+        gen_stack,
+        "replace-background",
+        png(bottle.rgb),
+        prompt="a marble kitchen counter with morning light and plants",
+    )
     assert isinstance(job["parameters"]["seed"], int | float)
