@@ -37,6 +37,7 @@ import multiprocessing as mp
 import os
 import platform
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -175,6 +176,54 @@ def fresh_database(backend: str, scratch: Path) -> tuple[str, Any]:
     return f"{base}/{name}", drop
 
 
+def _process_cpu_seconds(pids: list[int]) -> float:
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == "postgres":
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def cpu_snapshot(pool: list[Any], submitters: list[Any]) -> dict[str, float]:
+    """CPU seconds used so far by the worker processes, the submitters, every
+    PostgreSQL process on the machine (Linux /proc; empty elsewhere), and the
+    whole machine's busy time."""
+    if not os.path.exists("/proc/stat"):
+        return {}
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+    return {
+        "workers": _process_cpu_seconds([p.pid for p in pool]),
+        "submitters": _process_cpu_seconds([p.pid for p in submitters]),
+        "postgres": _process_cpu_seconds(_postgres_pids()),
+        "machine": busy,
+    }
+
+
+def cpu_per_job(before: dict[str, float], after: dict[str, float], jobs: int) -> dict[str, int]:
+    """Microseconds of CPU per job, by who spent them, over one throughput phase.
+    (PostgreSQL backends that exited during the phase are not counted.)"""
+    return {key: round((after[key] - before[key]) / jobs * 1e6) for key in before if key in after}
+
+
 def completed(store: Any) -> int:
     from sqlalchemy import func, select
 
@@ -187,6 +236,7 @@ def completed(store: Any) -> int:
 
 
 def run_case(
+    scratch_root: Path,
     backend: str,
     workers: int,
     accounts: int,
@@ -210,57 +260,59 @@ def run_case(
     }
     for phase, count, pace in (("throughput", jobs, 0.0), ("latency", int(rate * seconds), rate)):
         time.sleep(settle)
-        with tempfile.TemporaryDirectory() as scratch_dir:
-            scratch = Path(scratch_dir)
-            url, drop = fresh_database(backend, scratch)
-            try:
-                store = JobStore(url)
-                store.migrate()
-                account_ids = [
-                    store.create_account(
-                        f"bench{n}", credits=10 * count + 10, max_concurrent_jobs=10_000
-                    ).id
-                    for n in range(accounts)
-                ]
-                ready, stop, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
-                pool = [
-                    ctx.Process(
-                        target=worker_process, args=(url, str(scratch), threads, ready, stop, out)
-                    )
-                    for _ in range(processes)
-                ]
-                for p in pool:
-                    p.start()
-                for _ in pool:
-                    ready.acquire()
-                go, done = ctx.Event(), ctx.Queue()
-                per = [count // SUBMITTERS + (i < count % SUBMITTERS) for i in range(SUBMITTERS)]
-                submitters = [
-                    ctx.Process(
-                        target=submit_process,
-                        args=(url, account_ids, n, pace / SUBMITTERS, go, done),
-                    )
-                    for n in per
-                ]
-                for p in submitters:
-                    p.start()
-                time.sleep(1.0)  # let them connect
-                t0 = time.monotonic()
-                go.set()
-                deadline = t0 + 600
-                while completed(store) < count and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                elapsed = time.monotonic() - t0
-                submit_done = max(done.get() for _ in submitters) - t0
-                finished = completed(store)
-                stop.set()
-                claims = [c for _ in pool for c in out.get()]
-                for p in [*pool, *submitters]:
-                    p.join()
-                store.close()
-            finally:
-                if drop is not None:
-                    drop()
+        # Kept until the whole benchmark has run (see main).
+        scratch = Path(tempfile.mkdtemp(dir=scratch_root))
+        url, drop = fresh_database(backend, scratch)
+        try:
+            store = JobStore(url)
+            store.migrate()
+            account_ids = [
+                store.create_account(
+                    f"bench{n}", credits=10 * count + 10, max_concurrent_jobs=10_000
+                ).id
+                for n in range(accounts)
+            ]
+            ready, stop, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+            pool = [
+                ctx.Process(
+                    target=worker_process, args=(url, str(scratch), threads, ready, stop, out)
+                )
+                for _ in range(processes)
+            ]
+            for p in pool:
+                p.start()
+            for _ in pool:
+                ready.acquire()
+            go, done = ctx.Event(), ctx.Queue()
+            per = [count // SUBMITTERS + (i < count % SUBMITTERS) for i in range(SUBMITTERS)]
+            submitters = [
+                ctx.Process(
+                    target=submit_process,
+                    args=(url, account_ids, n, pace / SUBMITTERS, go, done),
+                )
+                for n in per
+            ]
+            for p in submitters:
+                p.start()
+            time.sleep(1.0)  # let them connect
+            cpu_before = cpu_snapshot(pool, submitters)
+            t0 = time.monotonic()
+            go.set()
+            deadline = t0 + 600
+            while completed(store) < count and time.monotonic() < deadline:
+                time.sleep(0.05)
+            elapsed = time.monotonic() - t0
+            cpu = cpu_per_job(cpu_before, cpu_snapshot(pool, submitters), count)
+            submit_done = max(done.get() for _ in submitters) - t0
+            finished = completed(store)
+            stop.set()
+            claims = [c for _ in pool for c in out.get()]
+            for p in [*pool, *submitters]:
+                p.join()
+            store.close()
+        finally:
+            if drop is not None:
+                drop()
         if phase == "throughput":
             result.update(
                 jobs=count,
@@ -268,6 +320,7 @@ def run_case(
                 seconds=round(elapsed, 2),
                 jobs_per_s=round(finished / elapsed, 1),
                 submit_seconds=round(submit_done, 2),
+                cpu_us_per_job=cpu,
             )
         else:
             waits = sorted((claimed - created) * 1000 for created, claimed in claims)
@@ -296,6 +349,13 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[key] for r in runs]
         row[key] = round(statistics.median(values), 1)
         row[f"{key}_runs"] = values
+    cpu_runs = [r.get("cpu_us_per_job") or {} for r in runs]
+    row["cpu_us_per_job"] = {
+        key: round(statistics.median(c[key] for c in cpu_runs))
+        for key in cpu_runs[0]
+        if all(key in c for c in cpu_runs)
+    }
+    row["cpu_us_per_job_runs"] = cpu_runs
     row["load_avg_1m_before"] = max(r["load_avg_1m_before"] for r in runs)
     row["runs"] = len(runs)
     return row
@@ -304,17 +364,45 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| backend | accounts | workers (proc x thr) | jobs/s | claim p50 ms | claim p99 ms"
-        " | offered/s | runs | load 1m |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " | offered/s | CPU us/job: workers / submitters / postgres / machine | runs | load 1m |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        cpu = r.get("cpu_us_per_job") or {}
+        spent = " / ".join(
+            str(cpu.get(key, "-")) for key in ("workers", "submitters", "postgres", "machine")
+        )
         lines.append(
             f"| {r['backend']} | {r['accounts']}"
             f" | {r['workers']} ({r['worker_processes']}x{r['threads_per_process']})"
             f" | {r['jobs_per_s']} | {r['claim_p50_ms']} | {r['claim_p99_ms']}"
-            f" | {r['latency_rate']:g} | {r['runs']} | {r['load_avg_1m_before']:.1f} |"
+            f" | {r['latency_rate']:g} | {spent} | {r['runs']} | {r['load_avg_1m_before']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def run_all(args: argparse.Namespace, scratch_root: Path) -> list[dict[str, Any]]:
+    rows = []
+    for backend in args.backends.split(","):
+        for accounts in (int(a) for a in args.accounts.split(",")):
+            for workers in (int(w) for w in args.workers.split(",")):
+                runs = [
+                    run_case(
+                        scratch_root,
+                        backend,
+                        workers,
+                        accounts,
+                        args.jobs,
+                        args.latency_rate,
+                        args.latency_seconds,
+                        args.settle,
+                    )
+                    for _ in range(args.repeat)
+                ]
+                row = median_of(runs)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
 
 
 def main() -> None:
@@ -333,25 +421,16 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=15.0, help="idle seconds before each phase")
     args = parser.parse_args()
 
-    rows = []
-    for backend in args.backends.split(","):
-        for accounts in (int(a) for a in args.accounts.split(",")):
-            for workers in (int(w) for w in args.workers.split(",")):
-                runs = [
-                    run_case(
-                        backend,
-                        workers,
-                        accounts,
-                        args.jobs,
-                        args.latency_rate,
-                        args.latency_seconds,
-                        args.settle,
-                    )
-                    for _ in range(args.repeat)
-                ]
-                row = median_of(runs)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+    # Every run's files (output blobs, SQLite databases) stay until the end. On
+    # ext4, creating a file skips inodes freed in the last ~30 s (a scan that
+    # grows with how many were freed), so deleting one run's thousands of
+    # output blobs would slow the next run's writes: the order of the runs,
+    # not the code, would set the result.
+    scratch_root = Path(tempfile.mkdtemp(prefix="lightbox-jobs-bench-"))
+    try:
+        rows = run_all(args, scratch_root)
+    finally:
+        shutil.rmtree(scratch_root, ignore_errors=True)
     report = {
         "label": args.label,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from services.common.errors import NotFound
 
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _KEY_RE = re.compile(r"^[a-z]+/[0-9]{8}/[A-Za-z0-9_-]{22,64}(\.[a-z0-9]{1,5})?$")
 
 
@@ -42,14 +42,20 @@ class LocalBlobStore:
     def put(self, data: bytes, kind: str, suffix: str = "") -> str:
         key = new_key(kind, suffix)
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        # The key is fresh and unguessable, so its temp name is too (no
+        # mkstemp: its name search and a mkdir per call cost more than the write).
+        tmp = path.with_name(".tmp-" + path.name)
+        try:
+            fd = os.open(tmp, _CREATE_FLAGS, 0o600)
+        except FileNotFoundError:  # the first blob of its kind that day
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, _CREATE_FLAGS, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         return key
 

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from services.jobs.db import UTCDateTime
@@ -86,6 +87,13 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime, nullable=True),
 )
 
+
+def _partial_index(name: str, columns: list[str], condition: str) -> Index:
+    """An index over the rows that meet `condition` (SQL), on both backends."""
+    where = text(condition)
+    return Index(name, *columns, postgresql_where=where, sqlite_where=where)
+
+
 jobs = Table(
     "jobs",
     metadata,
@@ -131,17 +139,31 @@ jobs = Table(
         "status IN (" + ", ".join(f"'{s}'" for s in JOB_STATUSES) + ")", name="status_known"
     ),
     CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts_sane"),
+    # An account's jobs, newest first (listing and usage).
     Index("ix_jobs_account_created", "account_id", "created_at", "id"),
-    Index("ix_jobs_account_status", "account_id", "status"),
-    # The claim's walk over queued jobs (0002 added `id`: ties in order, no sort).
-    Index("ix_jobs_status_run_after", "status", "run_after", "id"),
-    Index("ix_jobs_status_lease", "status", "lease_expires_at"),
-    # Retention scans (0002): inputs by completion, outputs by expiry, old rows,
-    # and the orphan sweep's "is this blob anyone's output" lookup.
-    Index("ix_jobs_inputs_purge", "inputs_purged_at", "completed_at"),
-    Index("ix_jobs_output_purge", "output_purged_at", "output_expires_at"),
-    Index("ix_jobs_completed_at", "completed_at"),
-    Index("ix_jobs_output_key", "output_key"),
+    # The rest are partial (0004): a row is in an index only while its queries
+    # can want it, so a job's three writes touch 12 index entries, not 27. A
+    # query uses one of them only if its WHERE clause states the index's
+    # condition, with the status as a literal (see store._status_is).
+    # The claim's walk over queued jobs, in (run_after, id) order.
+    _partial_index("ix_jobs_queue", ["run_after", "id"], "status = 'queued'"),
+    # Expired leases, oldest first; and an account's live leases (its cap).
+    _partial_index("ix_jobs_leases", ["lease_expires_at", "id"], "status = 'processing'"),
+    _partial_index("ix_jobs_running", ["account_id", "lease_expires_at"], "status = 'processing'"),
+    # Retention scans: inputs by completion, outputs by expiry, old rows whose
+    # inputs are gone, and the orphan sweep's "is this blob anyone's output".
+    _partial_index(
+        "ix_jobs_inputs_purge",
+        ["completed_at"],
+        "inputs_purged_at IS NULL AND completed_at IS NOT NULL",
+    ),
+    _partial_index(
+        "ix_jobs_output_purge",
+        ["output_expires_at"],
+        "output_purged_at IS NULL AND output_key IS NOT NULL",
+    ),
+    _partial_index("ix_jobs_purged_completed", ["completed_at"], "inputs_purged_at IS NOT NULL"),
+    _partial_index("ix_jobs_output_key", ["output_key"], "output_key IS NOT NULL"),
 )
 
 # Append-only: a balance is always the sum of an account's rows. A job has at

@@ -61,6 +61,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -82,6 +83,7 @@ from services.jobs import keys as keylib
 from services.jobs.db import WRITE_OPTION, make_engine
 from services.jobs.migrations import alembic_config
 from services.jobs.models import (
+    JOB_STATUSES,
     accounts,
     api_keys,
     idempotency_keys,
@@ -1015,39 +1017,51 @@ class JobStore:
         """`complete(job_id, worker_id, **outcome)`, then `claim(worker_id,
         lease_seconds)`: what a worker does between two jobs.
 
-        On PostgreSQL both statements travel in one round trip (pipeline mode)
-        and share one implicit transaction, the completion first; its commit is
-        durable (the claim alone would commit asynchronously). If the
-        transaction aborted (deadlock, serialisation failure), nothing of it
-        was saved and the two steps run again one by one. A lost connection
-        (pipeline mode reports a terminated session as one) leaves the outcome
-        unknown and is ServiceUnavailable, never retried: had the completion
-        committed, a second one would find the lease gone. The job then shows
-        completed, or its lease expires and it runs again.
+        On PostgreSQL both run in one statement, lightbox_complete_and_claim
+        (migration 0004): one implicit transaction, the completion first, and
+        a durable commit (the claim alone would commit asynchronously). A
+        completion refused because the lease was lost claims nothing. If the
+        statement did nothing (deadlock, serialisation failure, a session the
+        server terminated before the commit) the two steps run again one by
+        one. A connection lost during it leaves the outcome unknown and is
+        ServiceUnavailable, never retried: had the completion committed, a
+        second one would find the lease gone. The job then shows completed,
+        or its lease expires and it runs again.
         """
-        if self._dialect != "postgresql":
-            return self.complete(job_id, worker_id, **outcome), self.claim(worker_id, lease_seconds)
         if not lease_seconds > 0:
             raise InvalidParameter("lease_seconds", "lease_seconds must be positive.")
+        if self._dialect != "postgresql":
+            return self._complete_then_claim(job_id, worker_id, lease_seconds, outcome)
         now = self._clock()
+        params = (
+            *self._completion(job_id, worker_id, now, **outcome),
+            now + timedelta(seconds=lease_seconds),
+            MAX_CLAIM_CANDIDATES,
+        )
         try:
             with self._statement(retry_safe=False) as driver:
-                with driver.pipeline():
-                    done = driver.execute(
-                        _COMPLETE_PG,
-                        self._completion(job_id, worker_id, now, **outcome),
-                        prepare=True,
+                try:
+                    row = (
+                        driver.cursor(row_factory=_utc_row)
+                        .execute(_COMPLETE_AND_CLAIM_PG, params, prepare=True)
+                        .fetchone()
                     )
-                    claimed = driver.cursor(row_factory=_utc_row).execute(
-                        _CLAIM_PG, self._claim_params(worker_id, lease_seconds, now), prepare=True
-                    )
-                    driver.execute(_DURABLE_COMMIT, prepare=True)
-                completed = done.fetchone()
-                row = claimed.fetchone()
+                except psycopg.Error as exc:
+                    if exc.sqlstate != _LEASE_LOST_SQLSTATE:
+                        raise
+                    return False, None
         except _Retryable as exc:
             log.warning("complete_and_claim(%s): %s; one step at a time", job_id, exc)
-            return self.complete(job_id, worker_id, **outcome), self.claim(worker_id, lease_seconds)
-        return bool(completed and completed[0]), None if row is None else _job_record(row)
+            return self._complete_then_claim(job_id, worker_id, lease_seconds, outcome)
+        return True, None if row is None else _job_record(row)
+
+    def _complete_then_claim(
+        self, job_id: str, worker_id: str, lease_seconds: float, outcome: dict[str, Any]
+    ) -> tuple[bool, JobRecord | None]:
+        """complete_and_claim as two calls (SQLite, or PostgreSQL's fallback)."""
+        if not self.complete(job_id, worker_id, **outcome):
+            return False, None
+        return True, self.claim(worker_id, lease_seconds)
 
     @_retry_once
     def fail(
@@ -1137,7 +1151,7 @@ class JobStore:
         """Jobs waiting in the queue (including those waiting out a retry back-off)."""
         with self._tx(write=False) as conn:
             return conn.execute(
-                select(func.count()).select_from(jobs).where(jobs.c.status == STATUS_QUEUED)
+                select(func.count()).select_from(jobs).where(_status_is(jobs, STATUS_QUEUED))
             ).scalar_one()
 
     @_retry_once
@@ -1461,7 +1475,11 @@ class JobStore:
             return set()
         with self._tx(write=False) as conn:
             return set(
-                conn.execute(select(jobs.c.output_key).where(jobs.c.output_key.in_(keys))).scalars()
+                conn.execute(
+                    select(jobs.c.output_key).where(
+                        jobs.c.output_key.is_not(None), jobs.c.output_key.in_(keys)
+                    )
+                ).scalars()
             )
 
     # -- internals ---------------------------------------------------------
@@ -1796,12 +1814,12 @@ class JobStore:
             next_due = (
                 conn.execute(
                     select(func.min(jobs.c.run_after)).where(
-                        jobs.c.status == STATUS_QUEUED, jobs.c.run_after > now
+                        _status_is(jobs, STATUS_QUEUED), jobs.c.run_after > now
                     )
                 ).scalar_one(),
                 conn.execute(
                     select(func.min(jobs.c.lease_expires_at)).where(
-                        jobs.c.status == STATUS_PROCESSING, jobs.c.lease_expires_at > now
+                        _status_is(jobs, STATUS_PROCESSING), jobs.c.lease_expires_at > now
                     )
                 ).scalar_one(),
             )
@@ -1972,15 +1990,24 @@ def _claim_candidates(now: datetime) -> tuple[Any, Any]:
     re-checked under the account's lock."""
     expired = (
         select(jobs)
-        .where(jobs.c.status == STATUS_PROCESSING, jobs.c.lease_expires_at <= now)
+        .where(_status_is(jobs, STATUS_PROCESSING), jobs.c.lease_expires_at <= now)
         .order_by(jobs.c.lease_expires_at, jobs.c.id)
     )
     queued = (
         select(jobs)
-        .where(jobs.c.status == STATUS_QUEUED, jobs.c.run_after <= now, _under_cap(now))
+        .where(_status_is(jobs, STATUS_QUEUED), jobs.c.run_after <= now, _under_cap(now))
         .order_by(jobs.c.run_after, jobs.c.id)
     )
     return expired, queued
+
+
+def _status_is(table: Any, status: str) -> Any:
+    """`table.status = '<status>'` with the status as a literal, not a bound
+    parameter: the partial indexes of 0004 are conditioned on it, and a planner
+    can match an index's condition only against a literal (PostgreSQL's
+    generic plans, SQLite's always)."""
+    assert status in JOB_STATUSES
+    return table.c.status == literal_column(f"'{status}'")
 
 
 def _under_cap(now: datetime) -> Any:
@@ -1990,7 +2017,7 @@ def _under_cap(now: datetime) -> Any:
         select(func.count())
         .where(
             running.c.account_id == jobs.c.account_id,
-            running.c.status == STATUS_PROCESSING,
+            _status_is(running, STATUS_PROCESSING),
             running.c.lease_expires_at > now,
         )
         .scalar_subquery()
@@ -2082,22 +2109,26 @@ _ALIVE_LEASES = (
     .select_from(jobs)
     .where(
         jobs.c.account_id == bindparam("account_id"),
-        jobs.c.status == STATUS_PROCESSING,
+        _status_is(jobs, STATUS_PROCESSING),
         jobs.c.lease_expires_at > bindparam("now"),
         jobs.c.id != bindparam("exclude"),
     )
 )
 
-# The PostgreSQL functions of migration 0003, run through the driver (see
+# The PostgreSQL functions of migrations 0003 and 0004, run through the driver (see
 # JobStore._statement); parameters are positional.
 _SUBMIT_PG = (
     "SELECT * FROM lightbox_submit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _CLAIM_PG = "SELECT * FROM lightbox_claim(%s, %s, %s, %s, %s)"
 _COMPLETE_PG = "SELECT lightbox_complete(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-# lightbox_claim makes its transaction commit asynchronously; a transaction that
-# also carries a completion must not (see complete_and_claim).
-_DURABLE_COMMIT = "SELECT set_config('synchronous_commit', 'on', true)"
+# Migration 0004: a completion and the worker's next claim in one statement.
+_COMPLETE_AND_CLAIM_PG = (
+    "SELECT * FROM lightbox_complete_and_claim("
+    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+# Raised by lightbox_complete_and_claim when the worker no longer holds the lease.
+_LEASE_LOST_SQLSTATE = "LB410"
 
 
 def _utc_row(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], SimpleNamespace]:

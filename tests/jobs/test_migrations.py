@@ -10,6 +10,7 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 
 from services.jobs import keys as keylib
@@ -142,7 +143,8 @@ def test_upgrade_from_first_revision_keeps_data_and_works(empty_db_url: str) -> 
         store.migrate()
 
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+            head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
             outbox = {r.job_id: r for r in conn.execute(select(webhooks))}
         assert diff == []
@@ -212,5 +214,69 @@ def test_0003_downgrades_and_upgrades_again_keeping_balances(empty_db_url: str) 
         assert store.balance(account.id) == 7.0
         store.add_credits(account.id, 1)
         assert store.balance(account.id) == 8.0 and store.verify_ledger() == []
+    finally:
+        store.close()
+
+
+def test_0004_downgrades_and_upgrades_again(empty_db_url: str) -> None:
+    """0004 swaps the full indexes of jobs for partial ones (and, on PostgreSQL,
+    adds lightbox_complete_and_claim); down and up again leaves a working queue."""
+    store = JobStore(empty_db_url)
+    try:
+        store.migrate()
+        account = store.create_account("acme", credits=10)
+        store.submit(
+            account_id=account.id,
+            operation="upscale",
+            params={},
+            inputs={"image": "inputs/20260101/" + "i" * 22 + ".png"},
+            credits=1,
+            pipeline=["upscale"],
+            estimated_seconds=1,
+        )
+
+        def job_indexes() -> set[str]:
+            with store.engine.connect() as conn:
+                return {ix["name"] for ix in inspect(conn).get_indexes("jobs")}
+
+        def has_pair_function() -> bool:
+            if store.dialect != "postgresql":
+                return False
+            with store.engine.connect() as conn:
+                return bool(
+                    conn.execute(
+                        text("SELECT count(*) FROM pg_proc WHERE proname = :name"),
+                        {"name": "lightbox_complete_and_claim"},
+                    ).scalar_one()
+                )
+
+        partial = {"ix_jobs_queue", "ix_jobs_leases", "ix_jobs_running", "ix_jobs_purged_completed"}
+        assert partial <= job_indexes()
+        assert has_pair_function() == (store.dialect == "postgresql")
+        config = alembic_config()
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0003")
+        assert not partial & job_indexes()
+        assert {"ix_jobs_status_run_after", "ix_jobs_account_status"} <= job_indexes()
+        assert not has_pair_function()
+        store.migrate()
+        assert partial <= job_indexes()
+        with store.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        job = store.claim("w1", 30)
+        assert job is not None
+        outcome = {
+            "output_key": "outputs/20260101/" + "o" * 22 + ".png",
+            "width": 1,
+            "height": 1,
+            "format": "png",
+            "processing_ms": 1,
+            "engines": {},
+            "pipeline": ["upscale"],
+            "output_ttl_seconds": 60,
+        }
+        assert store.complete_and_claim(job.id, "w1", lease_seconds=30, **outcome) == (True, None)
+        assert store.get(job.id).status == "completed" and store.verify_ledger() == []
     finally:
         store.close()

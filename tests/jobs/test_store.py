@@ -563,6 +563,38 @@ def test_complete_and_claim_records_the_outcome_then_leases_the_next_job(
     assert store.balance(account.id) == 20 - 2 * PRICE and store.verify_ledger() == []
 
 
+def test_complete_and_claim_without_the_lease_records_nothing_and_claims_nothing(
+    store: JobStore, clock: FakeClock
+) -> None:
+    account = store.create_account("acme", credits=20)
+    first, _ = submit(store, account)
+    store.claim("w1", 30)
+    clock.advance(31)  # w1's lease expires; w2 takes the job over
+    assert store.claim("w2", 30).id == first.id  # type: ignore[union-attr]
+    waiting, _ = submit(store, account)
+    outcome = {
+        "output_key": "out/late",
+        "width": 1,
+        "height": 1,
+        "format": "png",
+        "processing_ms": 5,
+        "engines": {},
+        "pipeline": ["remove-background"],
+        "output_ttl_seconds": 60,
+    }
+    assert store.complete_and_claim(first.id, "w1", lease_seconds=30, **outcome) == (False, None)
+    taken_over = store.get(first.id)
+    assert (taken_over.status, taken_over.lease_owner, taken_over.output_key) == (
+        "processing",
+        "w2",
+        None,
+    )
+    # The refused completion took nothing from the queue.
+    assert store.get(waiting.id).status == "queued"
+    assert [e.status for e in store.events(waiting.id)] == ["queued"]
+    assert store.claim("w3", 30).id == waiting.id  # type: ignore[union-attr]
+
+
 def test_claim_takes_the_oldest_runnable_job(store: JobStore, clock: FakeClock) -> None:
     account = store.create_account("acme", credits=100, max_concurrent_jobs=10)
     ids = []

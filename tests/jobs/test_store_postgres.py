@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -218,25 +219,25 @@ def _ledger_reasons(store: JobStore, account_id: str) -> list[str]:
         )
 
 
-def test_complete_and_claim_cut_short_saves_nothing_and_says_so(
+def test_complete_and_claim_cut_short_runs_again_step_by_step(
     pg_store: JobStore, admin: psycopg.Connection[Any]
 ) -> None:
-    """The pair shares one transaction: a session killed inside the claim took
-    the completion with it. Pipeline mode reports that as a lost connection,
-    outcome unknown, so the caller gets ServiceUnavailable (never a second
-    completion attempt); the job keeps its lease, which expires if the worker
-    does not complete it again."""
+    """The pair is one statement and one transaction: while its claim waits,
+    nobody sees the completion, and a session killed there took the
+    completion with it. The server holds interrupts while committing, so a
+    killed statement did not commit: the store runs the completion and the
+    claim again one at a time, and the job is completed exactly once."""
     account = pg_store.create_account("acme", credits=100)
     first = _submit(pg_store, account.id)
     second = _submit(pg_store, account.id)
     assert pg_store.claim("w1", 60).id == first.id  # type: ignore[union-attr]
-    errors: list[Exception] = []
+    results: list[Any] = []
 
     def pair() -> None:
         try:
-            pg_store.complete_and_claim(first.id, "w1", lease_seconds=60, **OUTCOME)
+            results.append(pg_store.complete_and_claim(first.id, "w1", lease_seconds=60, **OUTCOME))
         except Exception as exc:  # noqa: BLE001 - asserted below
-            errors.append(exc)
+            results.append(exc)
 
     thread = threading.Thread(target=pair, daemon=True)
     with psycopg.connect(admin.info.dsn) as holder:
@@ -247,22 +248,28 @@ def test_complete_and_claim_cut_short_saves_nothing_and_says_so(
         for _ in range(400):
             waiting = admin.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND query LIKE '%lightbox_claim%'"
+                " AND wait_event_type = 'Lock'"
+                " AND query LIKE '%lightbox_complete_and_claim%'"
             ).fetchall()
             if waiting:
                 break
             time.sleep(0.025)
+        assert waiting, "the pair never waited on the claim lock"
+        # Completed inside the open transaction, not yet for anyone else.
+        assert pg_store.get(first.id).status == "processing"
         _terminate(admin, [row[0] for row in waiting])
-        thread.join(30)
-        holder.rollback()
-    assert len(errors) == 1 and isinstance(errors[0], ServiceUnavailable)
-    assert pg_store.get(first.id).status == "processing"  # the completion rolled back
-    assert pg_store.get(first.id).lease_owner == "w1"
-    assert pg_store.get(second.id).status == "queued"
-    assert [e.status for e in pg_store.events(first.id)] == ["queued", "processing"]
-    # The worker's own retry of the completion still holds the lease and succeeds.
-    assert pg_store.complete(first.id, "w1", **OUTCOME)
-    assert pg_store.verify_ledger() == []
+        holder.rollback()  # lets the step-by-step claim take the lock
+    thread.join(30)
+    assert not thread.is_alive()
+    [result] = results
+    assert not isinstance(result, Exception), result
+    done, following = result
+    assert done is True and following is not None and following.id == second.id
+    assert pg_store.get(first.id).status == "completed"
+    assert [e.status for e in pg_store.events(first.id)] == ["queued", "processing", "completed"]
+    assert pg_store.get(second.id).lease_owner == "w1"
+    assert [e.status for e in pg_store.events(second.id)] == ["queued", "processing"]
+    assert pg_store.balance(account.id) == 60.0 and pg_store.verify_ledger() == []
 
 
 # What a worker records for a completed job, in these tests.
@@ -276,3 +283,125 @@ OUTCOME: dict[str, Any] = {
     "pipeline": ["upscale"],
     "output_ttl_seconds": 60,
 }
+
+
+class _CuttableLink:
+    """A TCP relay to the database whose connections the test can cut, as a
+    network failure would: the client sees its connection drop with no
+    message from the server."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._target)
+            with self._lock:
+                self._sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        with self._lock:
+            for s in self._sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+
+def test_complete_and_claim_on_a_lost_connection_is_unavailable_never_twice(
+    store_pg_url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """A connection that drops mid-statement leaves the outcome unknown: the
+    caller gets ServiceUnavailable and the store sends nothing again. Here
+    the server, waiting on a lock, did not notice the client leave and went
+    on to commit: the job is completed once, a second completion would find
+    the lease gone, and the job the pair claimed is leased to a worker that
+    never heard of it (its lease expires and another worker runs it)."""
+    url = make_url(store_pg_url)
+    link = _CuttableLink(url.host or "127.0.0.1", url.port or 5432)
+    store = JobStore(url.set(host="127.0.0.1", port=link.port).render_as_string(False))
+    try:
+        account = store.create_account("acme", credits=100)
+        first = _submit(store, account.id)
+        second = _submit(store, account.id)
+        assert store.claim("w1", 60).id == first.id  # type: ignore[union-attr]
+        results: list[Any] = []
+
+        def pair() -> None:
+            try:
+                results.append(
+                    store.complete_and_claim(first.id, "w1", lease_seconds=60, **OUTCOME)
+                )
+            except Exception as exc:  # noqa: BLE001 - asserted below
+                results.append(exc)
+
+        thread = threading.Thread(target=pair, daemon=True)
+        with psycopg.connect(admin.info.dsn) as holder:
+            holder.execute(
+                f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_CLASS}, hashtext('{account.id}'))"
+            )
+            thread.start()
+            for _ in range(400):
+                if admin.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                    " AND query LIKE '%lightbox_complete_and_claim%'"
+                ).fetchall():
+                    break
+                time.sleep(0.025)
+            else:
+                raise AssertionError("the pair never waited on the claim lock")
+            link.cut()
+            thread.join(30)
+            holder.rollback()
+        assert not thread.is_alive()
+        [result] = results
+        assert isinstance(result, ServiceUnavailable), result
+        # The orphaned statement ran on once the lock was free.
+        for _ in range(400):
+            if not admin.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state = 'active' AND query LIKE '%lightbox_complete_and_claim%'"
+                " AND pid <> pg_backend_pid()"
+            ).fetchall():
+                break
+            time.sleep(0.025)
+        with psycopg.connect(admin.info.dsn) as check:
+            statuses = dict(check.execute("SELECT id, status FROM jobs").fetchall())
+        assert statuses == {first.id: "completed", second.id: "processing"}
+        assert store.complete(first.id, "w1", **OUTCOME) is False
+        assert [e.status for e in store.events(first.id)] == ["queued", "processing", "completed"]
+        assert [e.status for e in store.events(second.id)] == ["queued", "processing"]
+        assert store.get(second.id).lease_owner == "w1"
+        assert store.verify_ledger() == []
+    finally:
+        store.close()
+        link.close()
