@@ -12,8 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 import pytest
+from psycopg import sql
 from sqlalchemy import event
 
 from services.jobs.store import JobStore
