@@ -333,6 +333,8 @@ class JobStore:
         # PostgreSQL: one LISTEN connection for all the threads that wait for work.
         self._notifier: _Notifier | None = None
         self._notifier_lock = threading.Lock()
+        # Per thread: the notifier's mark when its last claim began (see _wait_postgres).
+        self._claims = threading.local()
 
     @property
     def dialect(self) -> str:
@@ -897,6 +899,7 @@ class JobStore:
         """`claim` as one call of lightbox_claim (migration 0003). Retrying after
         a lost connection is safe: a claim that did commit leaves a lease
         nobody renews, which expires and returns the job to the queue."""
+        self._claim_starts()
         now = self._clock()
         with self._statement(retry_safe=True) as driver:
             row = (
@@ -1032,6 +1035,7 @@ class JobStore:
             raise InvalidParameter("lease_seconds", "lease_seconds must be positive.")
         if self._dialect != "postgresql":
             return self._complete_then_claim(job_id, worker_id, lease_seconds, outcome)
+        self._claim_starts()
         now = self._clock()
         params = (
             *self._completion(job_id, worker_id, now, **outcome),
@@ -1786,18 +1790,10 @@ class JobStore:
             conn.execute(_NOTIFY)
 
     def _claimable(self, conn: Connection, now: datetime) -> bool:
-        """Whether a claim would find a job now.
-
-        PostgreSQL: the claim's own probes, skipping locked rows, so that a job
-        another claim is taking right now does not count (a waiter would
-        otherwise return at once and race for it, again and again). The row
-        locks last until this read's transaction ends. SQLite: one statement;
-        claims there are serialised anyway.
-        """
-        if self._dialect == "postgresql":
-            return any(
-                conn.execute(probe, {"now": now}).first() is not None for probe in _CLAIM_PROBES
-            )
+        """Whether a claim would find a job now (SQLite, where claims are
+        serialised anyway; PostgreSQL's is part of lightbox_next_due, which
+        skips rows another claim is taking, so that a waiter does not return
+        at once and race for them again and again)."""
         probes = [
             exists(query.with_only_columns(jobs.c.id).order_by(None))
             for query in _claim_candidates(now)
@@ -1806,6 +1802,8 @@ class JobStore:
 
     def _seconds_until_due(self) -> tuple[bool, float | None]:
         """(claimable now, seconds until the next retry or lease expiry falls due)."""
+        if self._dialect == "postgresql":
+            return self._seconds_until_due_postgres()
         with self._tx(write=False) as conn:
             now = self._clock()
             runnable = self._claimable(conn, now)
@@ -1830,6 +1828,18 @@ class JobStore:
         soonest = min(_as_utc(moment) for moment in due)
         return runnable, max(0.0, (soonest - now).total_seconds())
 
+    @_retry_once
+    def _seconds_until_due_postgres(self) -> tuple[bool, float | None]:
+        """`_seconds_until_due` as one call of lightbox_next_due (migration 0004)."""
+        now = self._clock()
+        with self._statement(retry_safe=True) as driver:
+            row = driver.execute(_NEXT_DUE_PG, (now,), prepare=True).fetchone()
+        assert row is not None
+        claimable, due = row
+        if due is None:
+            return bool(claimable), None
+        return bool(claimable), max(0.0, (due - now).total_seconds())
+
     def _wait_polling(self, deadline: float, timeout: float) -> None:
         sleep = min(POLL_FIRST_SLEEP_SECONDS, timeout)
         cap = min(POLL_MAX_SLEEP_SECONDS, timeout)
@@ -1848,13 +1858,22 @@ class JobStore:
             if claimable:
                 return
 
+    def _claim_starts(self) -> None:
+        """Note, for this thread, how many notifications had arrived when its
+        claim began: the claim saw every job they announced, so if it found
+        nothing, none of them is a reason to claim again."""
+        notifier = self._notifier
+        if notifier is not None:
+            self._claims.mark = notifier.mark()
+
     def _wait_postgres(self, deadline: float) -> None:
         notifier, fresh = self._listening()
         if fresh:
             # Notifications sent before LISTEN began are lost; the caller claims again.
             return
-        # Anything delivered since this thread last looked means work may exist.
-        if notifier.take():
+        mark = getattr(self._claims, "mark", None)
+        # A notification this thread's last claim could not have seen means work may exist.
+        if notifier.take(mark):
             return
         try:
             claimable, due_in = self._seconds_until_due()
@@ -1870,7 +1889,7 @@ class JobStore:
         elif due_in is not None:
             wait = min(wait, due_in)
         if wait > 0:
-            notifier.wait(wait)
+            notifier.wait(wait, mark)
 
     def _listening(self) -> tuple[_Notifier, bool]:
         """The store's notifier, started on first use (and whether it was just started)."""
@@ -1891,16 +1910,27 @@ class _Notifier:
     """One LISTEN connection per store, read by a daemon thread. Each
     notification wakes one waiting thread, not all of them: a submit must not
     send every idle worker thread of a process racing for the one new job.
-    A (re)connection wakes them all, as notifications may have been missed."""
 
-    # Wake-ups kept for threads that are not waiting yet (they were busy);
-    # bounded so that a burst of submits costs at most this many empty claims.
-    MAX_PENDING = 64
+    Wake-ups are counted, not queued: notifications that arrived while every
+    thread was busy are owed to the next threads that wait, except those a
+    claim has made moot. A claim that began after a notification arrived saw
+    the job it announced; if it came back empty, that job is taken (or not
+    yet due, which the waiter's look-ahead covers). So a waiter passes the
+    mark() taken when its last claim began, and notifications up to it are
+    settled for everyone. Without that, a burst of submits during busy work
+    left dozens of wake-ups owed, each one an empty claim later.
+
+    A (re)connection starts a new epoch, which wakes every waiter and every
+    thread whose last claim began in an earlier epoch: notifications may have
+    been missed while the connection was down.
+    """
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
         self._cond = threading.Condition()
-        self._pending = 0
+        self._epoch = 0
+        self._received = 0  # notifications read in this epoch
+        self._settled = 0  # of those, handed to a waiter or made moot by a claim
         self._stopped = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._thread = threading.Thread(target=self._read, name="listen", daemon=True)
@@ -1915,32 +1945,52 @@ class _Notifier:
         self._stopped.set()
         self._close()
         with self._cond:
+            self._epoch += 1
             self._cond.notify_all()
 
-    def take(self) -> bool:
-        """Consume a pending wake-up, if there is one."""
+    def mark(self) -> tuple[int, int]:
+        """(epoch, notifications received so far): taken when a claim begins."""
         with self._cond:
-            if self._pending:
-                self._pending -= 1
-                return True
-            return False
+            return self._epoch, self._received
 
-    def wait(self, timeout: float) -> None:
-        """Until a notification (one waiter per notification) or the timeout."""
+    def take(self, mark: tuple[int, int] | None) -> bool:
+        """Whether a wake-up is owed to a thread whose last claim began at
+        `mark` (None: it never claimed); consumes it."""
         with self._cond:
-            if not self._pending:
-                self._cond.wait(timeout)
-            if self._pending:
-                self._pending -= 1
+            return self._take(mark)
+
+    def wait(self, timeout: float, mark: tuple[int, int] | None) -> None:
+        """Until a wake-up is owed (one waiter per notification), a new epoch,
+        or the timeout."""
+        with self._cond:
+            if self._take(mark):
+                return
+            epoch = self._epoch
+            self._cond.wait_for(
+                lambda: self._epoch != epoch or self._received > self._settled, timeout
+            )
+            if self._epoch == epoch and self._received > self._settled:
+                self._settled += 1
+
+    def _take(self, mark: tuple[int, int] | None) -> bool:
+        if mark is not None:
+            epoch, seen = mark
+            if epoch != self._epoch:
+                return True
+            self._settled = max(self._settled, seen)
+        if self._received > self._settled:
+            self._settled += 1
+            return True
+        return False
 
     def _wake(self, everyone: bool = False) -> None:
         with self._cond:
-            self._pending = (
-                self.MAX_PENDING if everyone else min(self._pending + 1, self.MAX_PENDING)
-            )
             if everyone:
+                self._epoch += 1
+                self._received = self._settled = 0
                 self._cond.notify_all()
             else:
+                self._received += 1
                 self._cond.notify(1)
 
     def _connect(self) -> bool:
@@ -2045,7 +2095,6 @@ _CLAIM_QUERIES = tuple(
     query.limit(1).with_for_update(skip_locked=True, of=jobs)
     for query in _claim_candidates(_NOW)  # type: ignore[arg-type]
 )
-_CLAIM_PROBES = tuple(query.with_only_columns(jobs.c.id) for query in _CLAIM_QUERIES)
 _HELD = and_(
     jobs.c.id == bindparam("job_id"),
     jobs.c.status == STATUS_PROCESSING,
@@ -2127,6 +2176,7 @@ _COMPLETE_AND_CLAIM_PG = (
     "SELECT * FROM lightbox_complete_and_claim("
     "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
+_NEXT_DUE_PG = "SELECT claimable, next_due FROM lightbox_next_due(%s)"
 # Raised by lightbox_complete_and_claim when the worker no longer holds the lease.
 _LEASE_LOST_SQLSTATE = "LB410"
 

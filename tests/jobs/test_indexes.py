@@ -86,10 +86,6 @@ def _calls(store: JobStore) -> dict[str, tuple[Callable[[], Any], set[str]]]:
     day = timedelta(days=1)
     calls: dict[str, tuple[Callable[[], Any], set[str]]] = {
         "queue_depth": (store.queue_depth, {"ix_jobs_queue"}),
-        "wait_for_work's look ahead": (
-            store._seconds_until_due,  # noqa: SLF001 - what wait_for_work runs
-            {"ix_jobs_queue", "ix_jobs_leases"},
-        ),
         "inputs to purge": (
             lambda: store.jobs_with_inputs_to_purge(day),
             {"ix_jobs_inputs_purge"},
@@ -102,10 +98,14 @@ def _calls(store: JobStore) -> dict[str, tuple[Callable[[], Any], set[str]]]:
         ),
     }
     if store.dialect == "sqlite":
-        # On PostgreSQL the claim is lightbox_claim (see the test below).
+        # On PostgreSQL these are lightbox_claim and lightbox_next_due (see below).
         calls["claim"] = (
             lambda: store.claim("w1", 30),
             {"ix_jobs_leases", "ix_jobs_queue", "ix_jobs_running"},
+        )
+        calls["wait_for_work's look-ahead"] = (
+            store._seconds_until_due,  # noqa: SLF001 - what wait_for_work runs
+            {"ix_jobs_queue", "ix_jobs_leases"},
         )
     return calls
 
@@ -124,9 +124,20 @@ def test_the_store_queries_use_the_partial_indexes(store: JobStore, clock: FakeC
 
 
 @pytest.mark.postgres
-def test_the_queue_functions_use_the_partial_indexes(store_pg_url: str, clock: FakeClock) -> None:
-    """lightbox_claim's statements, planned inside PL/pgSQL, read the queue and
-    lease indexes (counted by the server's index statistics)."""
+@pytest.mark.parametrize(
+    "call",
+    [
+        "SELECT id FROM lightbox_claim('w1', %(now)s, %(lease)s, 50, %(give_up)s)",
+        "SELECT claimable FROM lightbox_next_due(%(now)s)",
+    ],
+    ids=["lightbox_claim", "lightbox_next_due"],
+)
+def test_the_queue_functions_use_the_partial_indexes(
+    store_pg_url: str, clock: FakeClock, call: str
+) -> None:
+    """The statements inside the PL/pgSQL functions (planned there, with their
+    literal statuses) read the queue and lease indexes, as counted by the
+    server's index statistics."""
     store = JobStore(store_pg_url, clock=clock)
     try:
         account = store.create_account("acme", credits=100, max_concurrent_jobs=2)
@@ -143,12 +154,16 @@ def test_the_queue_functions_use_the_partial_indexes(store_pg_url: str, clock: F
                 return dict(rows)
 
             before = scans()
-            claimed = conn.execute(
-                "SELECT id FROM lightbox_claim('w1', %s, %s, 50, %s)",
-                (clock(), clock() + timedelta(seconds=30), clock() + timedelta(days=1)),
+            found = conn.execute(
+                call,
+                {
+                    "now": clock(),
+                    "lease": clock() + timedelta(seconds=30),
+                    "give_up": clock() + timedelta(days=1),
+                },
             ).fetchall()
             after = scans()
-        assert len(claimed) == 1
+        assert len(found) == 1
         grew = {name for name, count in after.items() if count > before.get(name, 0)}
         assert {"ix_jobs_leases", "ix_jobs_queue", "ix_jobs_running"} <= grew, grew
     finally:

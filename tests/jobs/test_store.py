@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -768,6 +769,7 @@ def test_wait_for_work_does_not_spin_on_capped_work(store: JobStore) -> None:
         statements.append("x")
 
     event.listen(store.engine, "before_cursor_execute", count)
+    started = time.monotonic()
     try:
         store.wait_for_work(1.0)
     finally:
@@ -775,6 +777,37 @@ def test_wait_for_work_does_not_spin_on_capped_work(store: JobStore) -> None:
     # A claimable-looking but capped job must not make the wait return at once
     # (the worker would then spin between claim and wait): a handful of polls at most.
     assert len(statements) <= 20
+    assert time.monotonic() - started >= 0.9
+
+
+def test_the_look_ahead_says_what_is_claimable_and_when_more_falls_due(
+    store: JobStore, clock: FakeClock
+) -> None:
+    """What an idle worker asks after an empty claim (lightbox_next_due on
+    PostgreSQL, the Python probes on SQLite): the same answers on both."""
+    look = store._seconds_until_due  # noqa: SLF001 - wait_for_work's look-ahead
+    assert look() == (False, None)
+    account = store.create_account("acme", credits=100, max_concurrent_jobs=1)
+    first, _ = submit(store, account)
+    assert look() == (True, None)
+    assert store.claim("w1", 30) is not None
+    # The only other job waits for the account's one slot: not claimable, and
+    # the slot frees when w1's lease runs out.
+    submit(store, account)
+    assert look() == (False, 30.0)
+    clock.advance(10)
+    assert look() == (False, 20.0)
+    # A transient failure sends the job back to wait out its back-off.
+    store.fail(first.id, "w1", code="timeout", message="slow", transient=True)
+    claimable, due = look()
+    assert claimable is True  # the slot is free again for the other job
+    assert store.claim("w2", 30) is not None
+    claimable, due = look()
+    assert claimable is False and due is not None and 0 < due <= 30
+    assert due == (store.get(first.id).run_after - clock()).total_seconds()
+    # An expired lease is claimable at once.
+    clock.advance(31)
+    assert look()[0] is True
 
 
 def test_queue_depth_counts_queued_jobs(store: JobStore) -> None:
