@@ -1791,9 +1791,7 @@ class JobStore:
 
     def _claimable(self, conn: Connection, now: datetime) -> bool:
         """Whether a claim would find a job now (SQLite, where claims are
-        serialised anyway; PostgreSQL's is part of lightbox_next_due, which
-        skips rows another claim is taking, so that a waiter does not return
-        at once and race for them again and again)."""
+        serialised anyway; PostgreSQL's is part of lightbox_next_due)."""
         probes = [
             exists(query.with_only_columns(jobs.c.id).order_by(None))
             for query in _claim_candidates(now)
@@ -1882,9 +1880,10 @@ class JobStore:
             claimable, due_in = False, POLL_MAX_SLEEP_SECONDS
         wait = deadline - time.monotonic()
         if claimable:
-            # The caller's claim just found nothing, yet an unlocked job looks
-            # runnable: it fell due a moment ago, or its account is at its cap
-            # (an expired lease). Look again soon, not at once: never a tight loop.
+            # The caller's claim just found nothing, yet a job looks runnable:
+            # another claim is taking it, it fell due a moment ago, or its
+            # account is at its cap (an expired lease). Look again soon, not at
+            # once: never a tight loop.
             wait = min(wait, CLAIMABLE_RECHECK_SECONDS * random.uniform(0.5, 1.5))
         elif due_in is not None:
             wait = min(wait, due_in)

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+import psycopg
 import pytest
 
 from services.jobs.store import JobStore, _Notifier
@@ -113,3 +114,23 @@ def test_a_burst_of_submits_during_busy_work_costs_no_empty_claims(
     finally:
         busy.close()
         other.close()
+
+
+@pytest.mark.postgres
+def test_the_look_ahead_never_hides_a_job_from_a_claim(store_pg_url: str) -> None:
+    """An idle worker's look-ahead reads without locking: a claim running at
+    the same moment still gets the job. (Probes that locked their row made the
+    claim skip it and wait for the next notification.)"""
+    store = JobStore(store_pg_url)
+    try:
+        account = store.create_account("acme", credits=100)
+        job = submit(store, account, credits=1)[0]
+        dsn = store.engine.url.set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(dsn) as looking:  # a transaction left open after the look
+            row = looking.execute("SELECT claimable FROM lightbox_next_due(now())").fetchone()
+            assert row == (True,)
+            claimed = store.claim("w1", 30)
+            assert claimed is not None and claimed.id == job.id
+            looking.rollback()
+    finally:
+        store.close()
