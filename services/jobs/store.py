@@ -2052,9 +2052,10 @@ def _claim_candidates(now: datetime) -> tuple[Any, Any]:
 
 def _status_is(table: Any, status: str) -> Any:
     """`table.status = '<status>'` with the status as a literal, not a bound
-    parameter: the partial indexes of 0004 are conditioned on it, and a planner
-    can match an index's condition only against a literal (PostgreSQL's
-    generic plans, SQLite's always)."""
+    parameter: the partial indexes of 0004 are conditioned on it, and the
+    generic plan PostgreSQL settles on for a statement prepared and run many
+    times cannot see a bound value, so it could not use them. (SQLite looks at
+    bound values when it chooses.)"""
     assert status in JOB_STATUSES
     return table.c.status == literal_column(f"'{status}'")
 
