@@ -18,6 +18,8 @@ from services.jobs.migrations import alembic_config
 from services.jobs.models import metadata, webhooks
 from services.jobs.store import JobStore
 
+from .test_store_postgres import OUTCOME
+
 
 def _upgrade(store: JobStore, revision: str) -> None:
     config = alembic_config()
@@ -266,17 +268,7 @@ def test_0004_downgrades_and_upgrades_again(empty_db_url: str) -> None:
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         job = store.claim("w1", 30)
         assert job is not None
-        outcome = {
-            "output_key": "outputs/20260101/" + "o" * 22 + ".png",
-            "width": 1,
-            "height": 1,
-            "format": "png",
-            "processing_ms": 1,
-            "engines": {},
-            "pipeline": ["upscale"],
-            "output_ttl_seconds": 60,
-        }
-        assert store.complete_and_claim(job.id, "w1", lease_seconds=30, **outcome) == (True, None)
+        assert store.complete_and_claim(job.id, "w1", lease_seconds=30, **OUTCOME) == (True, None)
         assert store.get(job.id).status == "completed" and store.verify_ledger() == []
     finally:
         store.close()

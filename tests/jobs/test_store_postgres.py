@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -219,6 +220,49 @@ def _ledger_reasons(store: JobStore, account_id: str) -> list[str]:
         )
 
 
+@contextmanager
+def _pair_stopped_at_claim_lock(
+    store: JobStore, admin: psycopg.Connection[Any], account_id: str, job_id: str
+) -> Iterator[tuple[list[int], list[Any]]]:
+    """w1's complete_and_claim of `job_id`, run in a thread while a connection
+    of its own holds the account's claim lock, so that the statement stops
+    inside its claim, after its completion. Yields the waiting backends' pids
+    and the list that receives the call's result (or exception); leaving the
+    block releases the lock and waits for the call to return."""
+    results: list[Any] = []
+
+    def pair() -> None:
+        try:
+            results.append(store.complete_and_claim(job_id, "w1", lease_seconds=60, **OUTCOME))
+        except Exception as exc:  # noqa: BLE001 - the caller asserts on it
+            results.append(exc)
+
+    thread = threading.Thread(target=pair, daemon=True)
+    with psycopg.connect(admin.info.dsn) as holder:
+        holder.execute(
+            f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_CLASS}, hashtext('{account_id}'))"
+        )
+        thread.start()
+        waiting: list[int] = []
+        for _ in range(400):
+            waiting = [
+                row[0]
+                for row in admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                    " AND query LIKE '%lightbox_complete_and_claim%'"
+                ).fetchall()
+            ]
+            if waiting:
+                break
+            time.sleep(0.025)
+        assert waiting, "the pair never waited on the claim lock"
+        yield waiting, results
+        holder.rollback()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
 def test_complete_and_claim_cut_short_runs_again_step_by_step(
     pg_store: JobStore, admin: psycopg.Connection[Any]
 ) -> None:
@@ -231,36 +275,10 @@ def test_complete_and_claim_cut_short_runs_again_step_by_step(
     first = _submit(pg_store, account.id)
     second = _submit(pg_store, account.id)
     assert pg_store.claim("w1", 60).id == first.id  # type: ignore[union-attr]
-    results: list[Any] = []
-
-    def pair() -> None:
-        try:
-            results.append(pg_store.complete_and_claim(first.id, "w1", lease_seconds=60, **OUTCOME))
-        except Exception as exc:  # noqa: BLE001 - asserted below
-            results.append(exc)
-
-    thread = threading.Thread(target=pair, daemon=True)
-    with psycopg.connect(admin.info.dsn) as holder:
-        holder.execute(
-            f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_CLASS}, hashtext('{account.id}'))"
-        )
-        thread.start()
-        for _ in range(400):
-            waiting = admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-                " AND query LIKE '%lightbox_complete_and_claim%'"
-            ).fetchall()
-            if waiting:
-                break
-            time.sleep(0.025)
-        assert waiting, "the pair never waited on the claim lock"
+    with _pair_stopped_at_claim_lock(pg_store, admin, account.id, first.id) as (waiting, results):
         # Completed inside the open transaction, not yet for anyone else.
         assert pg_store.get(first.id).status == "processing"
-        _terminate(admin, [row[0] for row in waiting])
-        holder.rollback()  # lets the step-by-step claim take the lock
-    thread.join(30)
-    assert not thread.is_alive()
+        _terminate(admin, waiting)
     [result] = results
     assert not isinstance(result, Exception), result
     done, following = result
@@ -353,36 +371,8 @@ def test_complete_and_claim_on_a_lost_connection_is_unavailable_never_twice(
         first = _submit(store, account.id)
         second = _submit(store, account.id)
         assert store.claim("w1", 60).id == first.id  # type: ignore[union-attr]
-        results: list[Any] = []
-
-        def pair() -> None:
-            try:
-                results.append(
-                    store.complete_and_claim(first.id, "w1", lease_seconds=60, **OUTCOME)
-                )
-            except Exception as exc:  # noqa: BLE001 - asserted below
-                results.append(exc)
-
-        thread = threading.Thread(target=pair, daemon=True)
-        with psycopg.connect(admin.info.dsn) as holder:
-            holder.execute(
-                f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_CLASS}, hashtext('{account.id}'))"
-            )
-            thread.start()
-            for _ in range(400):
-                if admin.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock'"
-                    " AND query LIKE '%lightbox_complete_and_claim%'"
-                ).fetchall():
-                    break
-                time.sleep(0.025)
-            else:
-                raise AssertionError("the pair never waited on the claim lock")
+        with _pair_stopped_at_claim_lock(store, admin, account.id, first.id) as (_, results):
             link.cut()
-            thread.join(30)
-            holder.rollback()
-        assert not thread.is_alive()
         [result] = results
         assert isinstance(result, ServiceUnavailable), result
         # The orphaned statement ran on once the lock was free.
