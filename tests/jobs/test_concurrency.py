@@ -107,11 +107,11 @@ def test_eight_workers_never_share_a_live_lease(db_url: str, tmp_path: Path) -> 
     # They really raced: every worker got a share, and their claims interleave.
     per_worker = Counter(c["worker"] for c in seen)
     assert len(per_worker) == WORKERS and min(per_worker.values()) >= JOBS // (WORKERS * 8)
-    spans = [
-        (
-            min(c["at"] for c in seen if c["worker"] == w),
-            max(c["at"] for c in seen if c["worker"] == w),
-        )
-        for w in per_worker
-    ]
-    assert max(start for start, _ in spans) < min(end for _, end in spans)
+    # Interleave, counted as hand-overs in time order: workers taking turns in
+    # blocks would make a handful; racing ones made ~360 on SQLite (which
+    # serialises claims) and ~1,000 on PostgreSQL for 1,000 jobs here. (Not
+    # "every worker's first claim before any worker's last": one worker process
+    # descheduled for a moment under a loaded suite broke that once.)
+    in_order = [c["worker"] for c in sorted(seen, key=lambda c: c["at"])]
+    handovers = sum(a != b for a, b in zip(in_order, in_order[1:], strict=False))
+    assert handovers >= JOBS // 20, handovers
