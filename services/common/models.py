@@ -4,7 +4,9 @@ serve each one. The worker picks engines by these names' readiness."""
 from __future__ import annotations
 
 MATTING_BIREFNET = "matting_birefnet"
+MATTING_ISNET = "matting_isnet"
 MATTING_CLASSICAL = "matting_classical"
+MATTING_ISNET = "matting_isnet"
 UPSCALE_ESRGAN = "upscale_realesrgan"
 INPAINT_LAMA = "inpaint_lama"
 SEGMENT_CLIPSEG = "segment_clipseg"
@@ -23,6 +25,7 @@ INPAINT_TELEA = "inpaint_telea"
 # calls is ready too.
 REQUIRES: dict[str, tuple[str, ...]] = {
     MATTING_BIREFNET: ("matting_birefnet_onnx",),
+    MATTING_ISNET: ("matting_isnet_onnx",),
     UPSCALE_ESRGAN: ("upscale_realesrgan_onnx",),
     INPAINT_LAMA: ("inpaint_lama_onnx",),
     SEGMENT_CLIPSEG: ("segment_clipseg_onnx",),
@@ -50,6 +53,10 @@ INSTALL_HINT: dict[str, str] = {
     FACE_RESTORE: "Install CodeFormer and a face detector with `lightbox models install "
     "face_codeformer FILE.onnx` and `lightbox models install face_detector FILE.onnx`.",
     MATTING_BIREFNET: "Install BiRefNet with `lightbox models install matting_birefnet FILE.onnx`.",
+    MATTING_ISNET: "Provision ISNet from its npm package with `lightbox models fetch isnet`; "
+    "with the package fetched elsewhere, `lightbox models fetch isnet --from-tarball "
+    "imgly-background-removal-data-1.4.5.tgz`; a raw ISNet ONNX file installs with "
+    "`lightbox models install matting_isnet FILE.onnx`.",
     UPSCALE_ESRGAN: "Install Real-ESRGAN with `lightbox models install upscale_realesrgan "
     "FILE.onnx`, or export a checkpoint with `lightbox models export upscale_realesrgan "
     "FILE.pth`.",

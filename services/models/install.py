@@ -103,10 +103,12 @@ def install(
     target: str = "cpu",
     rename: dict[str, str] | None = None,
     tokenizer: Path | None = None,
+    link: bool = False,
 ) -> InstallReport:
     """Check `file` against the contract of `name` (front or ONNX model name) and
     install it into `repo`; returns what was installed. Raises InstallError (bad
-    checksum, missing tokenizer) or ContractError (the signature)."""
+    checksum, missing tokenizer) or ContractError (the signature). With `link` the file
+    is hard-linked when it can be (a cache outside the repository on the same disk)."""
     contract: Contract = resolve(name)
     file = Path(file)
     if not file.is_file():
@@ -137,7 +139,13 @@ def install(
         new_dir = staged / contract.name
         version = new_dir / VERSION
         version.mkdir(parents=True)
-        shutil.copyfile(source, version / ONNX_FILE)
+        if link and source == file:
+            try:
+                os.link(source, version / ONNX_FILE)
+            except OSError:
+                shutil.copyfile(source, version / ONNX_FILE)
+        else:
+            shutil.copyfile(source, version / ONNX_FILE)
         for rel in _external_files(source):
             src = file.parent / rel
             if not src.exists():

@@ -6,6 +6,8 @@ Each stand-in has its contract's tensor names, dtypes and shapes, a symbolic bat
 axis, and enough structure to exercise its front model's pre/post-processing:
 
   matting_birefnet_onnx   pooled convs -> logits that follow local brightness
+  matting_isnet_onnx      pooled convs -> a probability that follows local brightness
+                          (any H, W that are multiples of 64, like ISNet)
   upscale_realesrgan_onnx the real RRDBNet at 8 features, 1 block (x4, any size)
   inpaint_lama_onnx       a conv net over the masked image and the mask (any size)
   segment_clipseg_onnx    token embeddings (a tiny CLIP BPE vocabulary) modulating convs
@@ -48,6 +50,21 @@ class _Matting(nn.Module):
         x = F.avg_pool2d(input_image, 8)
         x = self.conv2(torch.relu(self.conv1(x)))
         return F.interpolate(x, scale_factor=8.0, mode="bilinear", align_corners=False)
+
+
+class _ISNet(nn.Module):
+    """Like _Matting, ending in a sigmoid: ISNet's `output` is a probability."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 1, 3, padding=1)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        x = F.avg_pool2d(input, 8)
+        x = self.conv2(torch.relu(self.conv1(x)))
+        x = F.interpolate(x, scale_factor=8.0, mode="bilinear", align_corners=False)
+        return torch.sigmoid(x)
 
 
 class _Lama(nn.Module):
@@ -152,6 +169,8 @@ def _build(name: str, out: Path, tokenizer_dir: Path) -> None:
     front = contract.front
     if front == "matting_birefnet":
         _export(_Matting(), (torch.rand(1, 3, 1024, 1024),), contract, out)
+    elif front == "matting_isnet":
+        _export(_ISNet(), (torch.rand(1, 3, 64, 64) - 0.5,), contract, out)
     elif front == "upscale_realesrgan":
         net = RRDBNet(RRDBConfig(num_feat=8, num_block=1, num_grow_ch=4))
         _export(net, (torch.rand(1, 3, 32, 32),), contract, out)
