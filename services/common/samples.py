@@ -6,10 +6,23 @@ and sensor grain. Every pixel comes from numpy/OpenCV with a seeded generator, s
 same (product, backdrop, size, seed) gives the same bytes on every machine.
 
 Products: "bottle" (amber glass with neck, cap and label), "box" (a printed carton in
-three-quarter view), "mug" (glazed mug whose handle has a hole showing the backdrop).
-Backdrops: "plain" (uneven light paper sweep with vignette) or "wood" (a table top of
-planks with procedural grain). The cast shadow belongs to the backdrop: alpha is 0
-there, as a matting model should find.
+three-quarter view), "mug" (glazed mug whose handle has a hole showing the backdrop),
+and the hard cases: "lotion" (a white bottle with a white paper label), "camera" (a
+black camera body and lens), "tumbler" (a clear glass: fractional alpha, the backdrop
+seen through it), "plush" (a fuzzy toy whose outline is fine strands of fractional
+alpha), "tape" (a roll of tape standing up, the backdrop seen through its core).
+Backdrops: "plain" (uneven light paper sweep with vignette), "wood" (a table top of
+planks with procedural grain), "white" (a high-key white sweep), "dark" (a charcoal
+sweep under a spot light), "tiles" (a table of glazed two-colour tiles), "counter" (a
+cluttered kitchen counter: tiled wall, granite top, a cutting board, a utensil crock,
+an oil bottle and a fruit bowl, all background). The cast shadow belongs to the
+backdrop: alpha is 0 there, as a matting model should find. Glass and fur keep their
+fractional alpha: the photo is exactly `fg * alpha + backdrop * (1 - alpha)` before the
+lens blur and grain, so the ground truth is exact there too.
+
+`all_samples` is the original six (bottle, box, mug on plain, wood); `varied_samples`
+is the benchmark set: 24 photos with a `kind` each (plain, textured, busy,
+white-on-white, dark-on-dark, glass, fur, holes).
 
 Arrays: rgb uint8 HxWx3 (RGB), alpha uint8 HxW (255 = product).
 """
@@ -23,10 +36,59 @@ from typing import Literal
 import cv2
 import numpy as np
 
-Product = Literal["bottle", "box", "mug"]
-Backdrop = Literal["plain", "wood"]
-PRODUCTS: tuple[Product, ...] = ("bottle", "box", "mug")
-BACKDROPS: tuple[Backdrop, ...] = ("plain", "wood")
+Product = Literal["bottle", "box", "mug", "lotion", "camera", "tumbler", "plush", "tape"]
+Backdrop = Literal["plain", "wood", "white", "dark", "tiles", "counter"]
+# New entries go at the end: a sample's random streams are seeded by these indices.
+PRODUCTS: tuple[Product, ...] = (
+    "bottle",
+    "box",
+    "mug",
+    "lotion",
+    "camera",
+    "tumbler",
+    "plush",
+    "tape",
+)
+BACKDROPS: tuple[Backdrop, ...] = ("plain", "wood", "white", "dark", "tiles", "counter")
+# The products whose alpha is 255 inside and partial only along a hard outline.
+OPAQUE_PRODUCTS: tuple[Product, ...] = ("bottle", "box", "mug", "lotion", "camera", "tape")
+
+# The benchmark set: (kind, product, backdrop), grouped by kind.
+VARIED_SET: tuple[tuple[str, Product, Backdrop], ...] = (
+    ("plain", "bottle", "plain"),
+    ("plain", "box", "plain"),
+    ("plain", "mug", "plain"),
+    ("plain", "camera", "plain"),
+    ("textured", "bottle", "wood"),
+    ("textured", "box", "wood"),
+    ("textured", "box", "tiles"),
+    ("textured", "lotion", "tiles"),
+    ("busy", "bottle", "counter"),
+    ("busy", "box", "counter"),
+    ("busy", "mug", "counter"),
+    ("white-on-white", "lotion", "white"),
+    ("white-on-white", "lotion", "plain"),
+    ("dark-on-dark", "camera", "dark"),
+    ("dark-on-dark", "bottle", "dark"),
+    ("dark-on-dark", "camera", "wood"),
+    ("glass", "tumbler", "plain"),
+    ("glass", "tumbler", "wood"),
+    ("glass", "tumbler", "counter"),
+    ("fur", "plush", "plain"),
+    ("fur", "plush", "tiles"),
+    ("fur", "plush", "dark"),
+    ("holes", "mug", "wood"),
+    ("holes", "tape", "plain"),
+)
+KINDS: tuple[str, ...] = tuple(dict.fromkeys(k for k, _, _ in VARIED_SET))
+_SHADOW_STRENGTH: dict[str, float] = {
+    "plain": 0.42,
+    "wood": 0.5,
+    "white": 0.36,
+    "dark": 0.5,
+    "tiles": 0.45,
+    "counter": 0.45,
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +96,7 @@ class Sample:
     rgb: np.ndarray  # uint8 HxWx3 RGB
     alpha: np.ndarray  # uint8 HxW, exact coverage of the product
     name: str
+    kind: str = ""  # the benchmark's group (VARIED_SET); empty outside it
 
 
 def make_sample(
@@ -57,13 +120,8 @@ def make_sample(
 
     canvas = _Canvas(w, h)
     fg, alpha, foot = _PRODUCT_RENDERERS[product](canvas, rng_fg)
-    bg = _plain_backdrop(canvas, rng_bg) if backdrop == "plain" else _wood_backdrop(canvas, rng_bg)
-    bg = (
-        bg
-        * _cast_shadow(canvas, alpha, foot, strength=0.42 if backdrop == "plain" else 0.5)[
-            ..., None
-        ]
-    )
+    bg = _BACKDROP_RENDERERS[backdrop](canvas, rng_bg)
+    bg = bg * _cast_shadow(canvas, alpha, foot, strength=_SHADOW_STRENGTH[backdrop])[..., None]
 
     a = alpha[..., None]
     img = fg * a + bg * (1.0 - a)
@@ -76,10 +134,17 @@ def make_sample(
 
 
 def all_samples(size: tuple[int, int] = (1024, 1024), seed: int = 0) -> Iterator[Sample]:
-    """The six product x backdrop combinations, in a fixed order."""
-    for product in PRODUCTS:
-        for backdrop in BACKDROPS:
+    """The original six: bottle, box, mug x plain, wood, in that order."""
+    for product in PRODUCTS[:3]:
+        for backdrop in BACKDROPS[:2]:
             yield make_sample(product, backdrop, size=size, seed=seed)
+
+
+def varied_samples(size: tuple[int, int] = (1024, 1024), seed: int = 0) -> Iterator[Sample]:
+    """The benchmark set VARIED_SET in order, each Sample carrying its `kind`."""
+    for kind, product, backdrop in VARIED_SET:
+        s = make_sample(product, backdrop, size=size, seed=seed)
+        yield Sample(rgb=s.rgb, alpha=s.alpha, name=s.name, kind=kind)
 
 
 # --- drawing helpers ---------------------------------------------------------------
@@ -197,9 +262,15 @@ def _wood_texture(rng: np.random.Generator, th: int, tw: int, planks: int) -> np
 def _wood_backdrop(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     """A wooden table top seen from slightly above: planks running left-right,
     foreshortened toward the back, lit by a window on the left."""
+    tex = _wood_texture(rng, 2 * c.h, 2 * c.w, planks=7)
+    return _table_top(c, tex)
+
+
+def _table_top(c: _Canvas, tex: np.ndarray) -> np.ndarray:
+    """A flat table texture (float 2H x 2W x 3) laid on the ground plane, seen from
+    slightly above and lit by a window on the left."""
     h, w = c.h, c.w
-    th, tw = 2 * h, 2 * w
-    tex = _wood_texture(rng, th, tw, planks=7)
+    th, tw = tex.shape[:2]
     # Ground-plane perspective: image row y sees depth ~ 1/(y/h + k). Far rows (top)
     # squeeze both the board widths and the lengths.
     k = 1.0
@@ -210,7 +281,7 @@ def _wood_backdrop(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     map_x = (c.x / w - 0.5) * (inv / (1.0 / (0.5 + k))) * 0.6 * tw + tw / 2
     # The far part is minified up to ~3x: blur the texture first so it doesn't alias.
     tex = cv2.GaussianBlur(tex, (0, 0), 1.0)
-    wood = cv2.remap(
+    top = cv2.remap(
         tex,
         map_x.astype(np.float32),
         map_y.astype(np.float32),
@@ -221,7 +292,7 @@ def _wood_backdrop(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     light *= 0.8 + 0.2 * _smoothstep(0.0, 0.4, yn)
     # Satin finish: a broad soft reflection of the window.
     sheen = 0.07 * np.exp(-(((c.x / w - 0.25) / 0.22) ** 2 + ((yn - 0.35) / 0.15) ** 2))
-    return wood * light[..., None] + sheen[..., None]
+    return top * light[..., None] + sheen[..., None]
 
 
 def _cast_shadow(
@@ -500,4 +571,495 @@ def _mug(
     return np.clip(col, 0, 1.2), alpha, (cx + 0.05 * s, base + ell * 0.7, r * 1.1)
 
 
-_PRODUCT_RENDERERS = {"bottle": _bottle, "box": _box, "mug": _mug}
+def _profile_alpha(
+    c: _Canvas, cx: float, r: np.ndarray, y_top: float, y_bottom: float, round_top: float
+) -> np.ndarray:
+    """Coverage of a turned (round) product: half-width `r` per row between y_top and
+    y_bottom, its top rounded by `round_top` pixels."""
+    dr = np.gradient(r, axis=0)
+    sd_side = (np.abs(c.x - cx) - r) / np.sqrt(1.0 + dr * dr)
+    sd_v = np.maximum(y_top + round_top - c.y, c.y - y_bottom)
+    return _cover(np.maximum(sd_side, sd_v))
+
+
+def _lotion(
+    c: _Canvas, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """A white plastic bottle with a flip cap and a white paper label printed in pale
+    grey: white on white, the case where colour says nothing about the outline."""
+    s = c.s
+    cx = c.w / 2 + rng.uniform(-0.04, 0.04) * s
+    base = c.h / 2 + 0.34 * s
+    body_r = 0.13 * s
+    neck_r = 0.05 * s
+    body_top = base - 0.42 * s
+    neck_bottom = body_top - 0.06 * s
+    neck_top = neck_bottom - 0.03 * s
+    cap_r = 0.058 * s
+    cap_top = neck_top - 0.095 * s
+    y = c.y
+    heel = 0.02 * s
+    t = np.clip((base - y) / heel, 0.0, 1.0)
+    r = np.full_like(y, body_r)
+    r = np.where(y > base - heel, body_r - heel + heel * np.sqrt(1 - (1 - t) ** 2), r)
+    # A round shoulder: a quarter ellipse from the body to the neck.
+    q = np.clip((body_top - y) / (body_top - neck_bottom), 0.0, 1.0)
+    shoulder = neck_r + (body_r - neck_r) * np.sqrt(1.0 - q * q)
+    r = np.where(y < body_top, shoulder, r)
+    r = np.where(y < neck_bottom, neck_r, r)
+    is_cap = y < neck_top
+    r = np.where(is_cap, cap_r, r)
+    alpha = _profile_alpha(c, cx, r, cap_top, base, 0.012 * s)
+
+    nx, nz = _cylinder_normal(c, cx, r)
+    plastic = _rgb(236, 236, 233)
+    diffuse = 0.6 + 0.42 * np.clip(0.75 * nz - 0.5 * nx + 0.1, 0, 1)
+    body = plastic[None, None, :] * diffuse[..., None]
+    body = body + (np.exp(-(((nx + 0.5) / 0.12) ** 2)) * 0.12)[..., None]
+    lab_top, lab_bot = body_top + 0.05 * s, base - 0.05 * s
+    is_label = (y > lab_top) & (y < lab_bot) & (np.abs(c.x - cx) < r + 1)
+    art_h, art_w = 360, 600
+    paper = _rgb(250, 249, 245)
+    art = np.empty((art_h, art_w, 3), np.float32)
+    art[:] = paper
+    grey, pale = _rgb(196, 196, 194), _rgb(214, 226, 234)
+    font = cv2.FONT_HERSHEY_DUPLEX
+    cv2.rectangle(art, (0, 210), (art_w, 222), tuple(pale.tolist()), -1)
+    cv2.putText(art, "SOFT", (215, 120), font, 2.2, tuple(grey.tolist()), 3, cv2.LINE_AA)
+    cv2.putText(art, "body lotion", (205, 180), font, 1.0, tuple(grey.tolist()), 1, cv2.LINE_AA)
+    cv2.putText(art, "250 ml", (250, 290), font, 0.8, tuple(grey.tolist()), 1, cv2.LINE_AA)
+    arc = np.arcsin(np.clip((c.x - cx) / body_r, -1, 1)) / np.pi
+    printed = cv2.remap(
+        art,
+        ((arc + 0.5) * art_w).astype(np.float32),
+        ((y - lab_top) / (lab_bot - lab_top) * art_h).astype(np.float32),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    label = printed * (0.62 + 0.42 * np.clip(0.75 * nz - 0.5 * nx + 0.1, 0, 1))[..., None]
+    # The label's paper edge throws a hairline shadow onto the bottle.
+    edge = np.exp(-(((y - lab_top) / 1.2) ** 2)) + np.exp(-(((y - lab_bot) / 1.2) ** 2))
+    col = np.where(is_label[..., None], label, body) * (1.0 - 0.12 * edge)[..., None]
+    seam = np.exp(-(((y - (cap_top + 0.065 * s)) / 1.0) ** 2))
+    cap = plastic[None, None, :] * ((0.55 + 0.45 * nz - 0.15 * nx) * (1.0 - 0.3 * seam))[..., None]
+    col = np.where(is_cap[..., None], cap, col)
+    return np.clip(col, 0, 1.2), alpha, (cx, base, body_r)
+
+
+def _rounded_box_sd(
+    c: _Canvas, x0: float, y0: float, x1: float, y1: float, radius: float
+) -> np.ndarray:
+    hx, hy = (x1 - x0) / 2 - radius, (y1 - y0) / 2 - radius
+    qx = np.abs(c.x - (x0 + x1) / 2) - hx
+    qy = np.abs(c.y - (y0 + y1) / 2) - hy
+    outside = np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2)
+    return outside + np.minimum(np.maximum(qx, qy), 0) - radius
+
+
+def _rim_light(c: _Canvas, alpha: np.ndarray, width: float) -> np.ndarray:
+    """A thin highlight along the parts of the outline that face the upper left."""
+    soft = cv2.GaussianBlur(alpha, (0, 0), width)
+    gy, gx = np.gradient(soft)
+    facing = np.clip((gx * 0.6 + gy * 0.8) / (np.hypot(gx, gy) + 1e-6), 0, 1)
+    inner = cv2.distanceTransform((alpha > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+    return np.exp(-inner / width) * facing * (alpha > 0.5)
+
+
+def _camera(
+    c: _Canvas, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """A black camera body with a lens, seen from the front: dark leatherette, a
+    glossier top plate, a rim light on its upper edges, a lens with coated glass."""
+    s = c.s
+    cx = c.w / 2 + rng.uniform(-0.04, 0.04) * s
+    base = c.h / 2 + 0.2 * s
+    bw, bh = 0.58 * s, 0.3 * s
+    x0, x1, y0 = cx - bw / 2, cx + bw / 2, base - bh
+    body_sd = _rounded_box_sd(c, x0, y0, x1, base, 0.035 * s)
+    hx = cx - 0.02 * s
+    hump = np.float32(
+        [
+            [hx - 0.11 * s, y0 + 0.01 * s],
+            [hx - 0.065 * s, y0 - 0.085 * s],
+            [hx + 0.065 * s, y0 - 0.085 * s],
+            [hx + 0.11 * s, y0 + 0.01 * s],
+        ]
+    )
+    hump_cov = _poly_cover(c, hump)
+    dial_sd = _rounded_box_sd(c, cx + 0.12 * s, y0 - 0.03 * s, cx + 0.21 * s, y0 + 0.01 * s, 4.0)
+    grip_sd = _ellipse_sd(c, x0 + 0.06 * s, base - bh * 0.5, 0.075 * s, 0.14 * s)
+    lx, ly, lr = cx + 0.03 * s, base - bh * 0.5, 0.135 * s
+    lens_sd = np.hypot(c.x - lx, c.y - ly) - lr
+    solid = _cover(np.minimum(np.minimum(body_sd, dial_sd), np.minimum(grip_sd, lens_sd)))
+    alpha = 1.0 - (1.0 - solid) * (1.0 - hump_cov)
+
+    grain = 1.0 + 0.08 * _noise(rng, c.h, c.w, c.h // 3, c.w // 3)
+    body = _rgb(30, 30, 33)[None, None, :] * grain[..., None]
+    body = body * (1.05 - 0.25 * ((c.y - y0) / bh))[..., None]
+    is_top = (c.y < y0 + 0.05 * s) | (hump_cov > 0) | (dial_sd < 0)
+    top_col = _rgb(44, 44, 48)[None, None, :] * (1.1 - 0.6 * (c.x - x0) / bw)[..., None]
+    col = np.where(is_top[..., None], top_col, body)
+    grip = _cover(grip_sd) * (1 - _cover(lens_sd))
+    col = (
+        col * (1.0 + 0.25 * grip * np.clip(-(c.x - (x0 + 0.06 * s)) / (0.075 * s), 0, 1))[..., None]
+    )
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    text = np.zeros((c.h, c.w), np.uint8)
+    cv2.putText(
+        text,
+        "OBSCURA",
+        (int(hx - 0.058 * s), int(y0 - 0.03 * s)),
+        font,
+        0.00085 * s,
+        255,
+        max(1, int(0.002 * s)),
+        cv2.LINE_AA,
+    )
+    col = col + (text.astype(np.float32) / 255.0 * 0.45)[..., None]
+    red = _cover(np.hypot(c.x - (x1 - 0.05 * s), c.y - (y0 + 0.05 * s)) - 0.008 * s)
+    col = col * (1 - red[..., None]) + _rgb(200, 20, 30)[None, None, :] * red[..., None]
+    # The lens: a ribbed rubber ring, a metal ring, the black barrel, coated glass.
+    rr = np.hypot(c.x - lx, c.y - ly) / lr
+    ang = np.arctan2(c.y - ly, c.x - lx)
+    ribs = 0.8 + 0.2 * np.sin(ang * 120.0)
+    lens = _rgb(24, 24, 26)[None, None, :] * ribs[..., None]
+    metal = (rr < 0.8) & (rr > 0.72)
+    lens = np.where(
+        metal[..., None],
+        _rgb(70, 70, 74)[None, None, :] * (1.2 + 0.4 * np.sin(ang))[..., None],
+        lens,
+    )
+    barrel = rr <= 0.72
+    lens = np.where(barrel[..., None], _rgb(14, 14, 16)[None, None, :], lens)
+    glass = rr < 0.5
+    coat = _rgb(40, 30, 70) * 1.0 + 0.0 * rr[..., None]
+    refl = np.exp(-(((c.x - lx + 0.2 * lr) ** 2 + (c.y - ly + 0.2 * lr) ** 2) / (0.02 * lr * lr)))
+    coat = coat + refl[..., None] * _rgb(120, 200, 150)
+    hl = np.exp(-(((c.x - lx + 0.25 * lr) ** 2 + (c.y - ly + 0.28 * lr) ** 2) / (0.002 * lr * lr)))
+    coat = coat + hl[..., None] * 0.9
+    lens = np.where(glass[..., None], coat, lens)
+    lens_cov = _cover(lens_sd)[..., None]
+    col = col * (1 - lens_cov) + lens * lens_cov
+    col = col + (_rim_light(c, alpha, 0.0025 * s) * 0.35)[..., None]
+    return np.clip(col, 0, 1.2), alpha, (cx, base, bw / 2)
+
+
+def _tumbler(
+    c: _Canvas, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """A clear glass tumbler: mostly see-through (alpha about 0.15 in the middle),
+    dark walls where the glass is seen edge-on, a thick base, a bright rim and two
+    highlight streaks. Its alpha is genuinely fractional."""
+    s = c.s
+    cx = c.w / 2 + rng.uniform(-0.03, 0.03) * s
+    base = c.h / 2 + 0.3 * s
+    height = 0.5 * s
+    top = base - height
+    r_top, r_bot = 0.15 * s, 0.12 * s
+    ell_top, ell_bot = 0.035 * s, 0.028 * s
+    f = np.clip((c.y - top) / height, 0.0, 1.0)
+    r = r_top + (r_bot - r_top) * f
+    sd_side = np.abs(c.x - cx) - r
+    u = np.clip((c.x - cx) / r_bot, -1, 1)
+    bottom_y = base + ell_bot * np.sqrt(1 - u * u)
+    band = np.maximum(np.maximum(sd_side, top - c.y), c.y - bottom_y)
+    rim_sd = _ellipse_sd(c, cx, top, r_top, ell_top)
+    cov = _cover(np.minimum(band, rim_sd))
+
+    nx = np.clip((c.x - cx) / r, -1, 1)
+    wall = np.abs(nx) ** 10
+    opacity = 0.14 + 0.6 * wall
+    thick = _smoothstep(base - 0.075 * s, base - 0.055 * s, c.y)
+    opacity = opacity + (0.78 - opacity) * thick
+    rim_line = np.exp(-((rim_sd / (0.0035 * s)) ** 2))
+    opacity = opacity + (0.9 - opacity) * rim_line
+    streak = np.exp(-(((nx + 0.62) / 0.05) ** 2)) * (1 - thick) * 0.8
+    streak2 = np.exp(-(((nx - 0.74) / 0.025) ** 2)) * (1 - thick) * 0.55
+    hl = np.maximum(streak, streak2)
+    opacity = opacity + (0.92 - opacity) * hl
+    alpha = cov * np.clip(opacity, 0, 1)
+
+    glass = _rgb(206, 222, 218)[None, None, :] * np.ones_like(c.x)[..., None]
+    edge_col = _rgb(52, 66, 64)
+    col = glass * (1 - wall[..., None]) + edge_col[None, None, :] * wall[..., None]
+    base_col = _rgb(150, 178, 172) * (0.8 + 0.3 * rng.uniform())
+    col = col * (1 - thick[..., None]) + base_col[None, None, :] * thick[..., None]
+    col = col * (1 - hl[..., None]) + hl[..., None] * 1.0
+    col = col * (1 - rim_line[..., None]) + rim_line[..., None] * _rgb(235, 245, 242)
+    return np.clip(col, 0, 1.2), alpha.astype(np.float32), (cx, base, r_bot)
+
+
+def _plush(
+    c: _Canvas, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """A plush bear: body, head, ears and feet whose outline is a fringe of fine
+    strands, each thinner than a pixel, so the fur's alpha is fractional."""
+    s = c.s
+    cx = c.w / 2 + rng.uniform(-0.03, 0.03) * s
+    base = c.h / 2 + 0.34 * s
+    parts = [
+        _ellipse_sd(c, cx, base - 0.17 * s, 0.19 * s, 0.16 * s),
+        _ellipse_sd(c, cx, base - 0.43 * s, 0.15 * s, 0.14 * s),
+        _ellipse_sd(c, cx - 0.115 * s, base - 0.555 * s, 0.055 * s, 0.055 * s),
+        _ellipse_sd(c, cx + 0.115 * s, base - 0.555 * s, 0.055 * s, 0.055 * s),
+        _ellipse_sd(c, cx - 0.1 * s, base - 0.035 * s, 0.075 * s, 0.035 * s),
+        _ellipse_sd(c, cx + 0.1 * s, base - 0.035 * s, 0.075 * s, 0.035 * s),
+    ]
+    sd = parts[0]
+    for p in parts[1:]:
+        sd = np.minimum(sd, p)
+    # The pile itself is a soft edge of about two pixels, not a cut line.
+    core = np.clip(0.5 - sd / 2.0, 0.0, 1.0).astype(np.float32)
+
+    # Strands drawn at 4x on an 8-bit canvas: anti-aliased drawing with value 255
+    # blends as 1 - (1 - a)(1 - b), which is exactly how overlapping strands cover.
+    k = 4
+    hair = np.zeros((c.h * k, c.w * k), np.uint8)
+    mask = (sd < 0).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    pts = np.concatenate([ct[:, 0, :] for ct in contours]).astype(np.float32) + 0.5
+    gy, gx = np.gradient(cv2.GaussianBlur(sd, (0, 0), 3.0))
+    n_strands = int(len(pts) * 3)
+    idx = rng.integers(0, len(pts), n_strands)
+    jitter = rng.uniform(-0.5, 0.5, (n_strands, 2)).astype(np.float32)
+    turn = rng.normal(0.0, 0.45, n_strands)
+    bend = rng.normal(0.0, 0.25, n_strands)
+    length = rng.uniform(0.006, 0.028, n_strands) * s
+    for i in range(n_strands):
+        px, py = pts[idx[i]] + jitter[i]
+        xi, yi = min(int(px), c.w - 1), min(int(py), c.h - 1)
+        a = np.arctan2(gy[yi, xi], gx[yi, xi]) + turn[i]
+        dx, dy = np.cos(a), np.sin(a)
+        sx, sy = px - dx * length[i] * 0.35, py - dy * length[i] * 0.35
+        mx, my = sx + dx * length[i] * 0.5, sy + dy * length[i] * 0.5
+        b = a + bend[i]
+        ex, ey = mx + np.cos(b) * length[i] * 0.5, my + np.sin(b) * length[i] * 0.5
+        p0 = (int(sx * k * 16), int(sy * k * 16))
+        p1 = (int(mx * k * 16), int(my * k * 16))
+        p2 = (int(ex * k * 16), int(ey * k * 16))
+        cv2.line(hair, p0, p1, 255, 1, cv2.LINE_AA, shift=4)
+        cv2.line(hair, p1, p2, 255, 1, cv2.LINE_AA, shift=4)
+    strands = cv2.resize(hair, (c.w, c.h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    alpha = 1.0 - (1.0 - core) * (1.0 - strands)
+
+    fur = _rgb(206, 168, 122) * (1.0 + rng.uniform(-0.05, 0.05, 3).astype(np.float32))
+    depth = cv2.GaussianBlur(np.clip(-sd, 0, 0.08 * s), (0, 0), 0.02 * s) / (0.08 * s)
+    light = 0.62 + 0.45 * np.clip(depth, 0, 1) - 0.12 * (c.x - cx) / (0.2 * s)
+    pile = (
+        1.0
+        + 0.1 * _noise(rng, c.h, c.w, c.h // 2, c.w // 6)
+        + 0.06 * _noise(rng, c.h, c.w, c.h // 6, c.w // 2)
+    )
+    col = fur[None, None, :] * (light * pile)[..., None]
+    # Tips catch the light: strands are a little lighter than the pile.
+    col = col * (1.0 + 0.12 * strands)[..., None]
+    muzzle = _cover(_ellipse_sd(c, cx, base - 0.39 * s, 0.065 * s, 0.05 * s))
+    col = col * (1 - muzzle[..., None]) + (_rgb(232, 208, 172) * 0.95) * muzzle[..., None]
+    for ex in (cx - 0.055 * s, cx + 0.055 * s):
+        eye = _cover(np.hypot(c.x - ex, c.y - (base - 0.46 * s)) - 0.016 * s)
+        col = col * (1 - eye[..., None]) + _rgb(18, 14, 12) * eye[..., None]
+        glint = _cover(np.hypot(c.x - ex + 0.005 * s, c.y - (base - 0.466 * s)) - 0.004 * s)
+        col = col + glint[..., None] * 0.7
+    nose = _cover(_ellipse_sd(c, cx, base - 0.405 * s, 0.022 * s, 0.015 * s))
+    col = col * (1 - nose[..., None]) + _rgb(52, 30, 24) * nose[..., None]
+    return np.clip(col, 0, 1.2), alpha.astype(np.float32), (cx, base, 0.19 * s)
+
+
+def _tape(
+    c: _Canvas, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """A roll of painter's tape standing on its edge, seen a little from the left:
+    its hole shows the backdrop where the front and back openings line up."""
+    s = c.s
+    big_r, core_r, hole_r = 0.2 * s, 0.128 * s, 0.11 * s
+    depth = 0.07 * s
+    cx = c.w / 2 - depth / 2 + rng.uniform(-0.03, 0.03) * s
+    base = c.h / 2 + 0.3 * s
+    cy = base - big_r
+    front = np.hypot(c.x - cx, c.y - cy)
+    back = np.hypot(c.x - cx - depth, c.y - cy)
+    side = np.maximum(np.maximum(cx - c.x, c.x - cx - depth), np.abs(c.y - cy) - big_r)
+    outer_sd = np.minimum(np.minimum(front - big_r, back - big_r), side)
+    hole_sd = np.maximum(front - hole_r, back - hole_r)
+    alpha = _cover(np.maximum(outer_sd, -hole_sd))
+
+    tape = _rgb(70, 136, 200) * (1.0 + rng.uniform(-0.05, 0.05, 3).astype(np.float32))
+    layers = (
+        0.9
+        + 0.08 * np.sin(front / (0.0035 * s) * 2 * np.pi)
+        + 0.04 * _noise(rng, c.h, c.w, c.h // 8, c.w // 8)
+    )
+    face = tape[None, None, :] * (layers * (1.02 - 0.15 * (c.y - cy) / big_r))[..., None]
+    on_face = _cover(front - big_r)
+    # The outside of the roll, turning away from the light toward the right.
+    turn = np.clip((c.x - cx) / depth, 0, 1)
+    ang = np.arcsin(np.clip((c.y - cy) / big_r, -1, 1))
+    outside = tape * 0.85
+    outside = outside[None, None, :] * (0.55 + 0.35 * np.cos(ang) - 0.15 * turn)[..., None]
+    col = outside * (1 - on_face[..., None]) + face * on_face[..., None]
+    card = _rgb(186, 152, 108)
+    core_face = (front < core_r) & (front >= hole_r)
+    col = np.where(core_face[..., None], card[None, None, :] * 1.0, col)
+    # Inside the front opening but not through the back: the core's inner wall.
+    inner_wall = (front < hole_r) & (back >= hole_r)
+    wall_col = card[None, None, :] * (0.45 + 0.2 * (c.y - cy) / hole_r)[..., None]
+    col = np.where(inner_wall[..., None], wall_col, col)
+    return np.clip(col, 0, 1.2), alpha, (cx + depth / 2, base, big_r * 0.7)
+
+
+_PRODUCT_RENDERERS = {
+    "bottle": _bottle,
+    "box": _box,
+    "mug": _mug,
+    "lotion": _lotion,
+    "camera": _camera,
+    "tumbler": _tumbler,
+    "plush": _plush,
+    "tape": _tape,
+}
+
+
+# --- backdrops for the hard cases ---------------------------------------------------
+
+
+def _white_backdrop(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
+    """A high-key white sweep: nearly white everywhere, a faint falloff."""
+    tone = np.float32(rng.uniform(-2, 2))
+    base = (np.float32([247, 247, 245]) + tone) / 255.0
+    u = c.x / c.w - 0.4
+    v = c.y / c.h - 0.35
+    light = 1.01 - 0.05 * np.sqrt(u * u + v * v) + 0.01 * _smoothstep(0.45, 0.8, c.y / c.h)
+    mottle = 1.0 + 0.006 * _fbm(rng, c.h, c.w, 3)
+    return np.minimum(base[None, None, :] * (light * mottle)[..., None], 1.0)
+
+
+def _dark_backdrop(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
+    """A charcoal sweep under a spot light: about 20 in the corners, 60 at the centre."""
+    tone = np.float32(rng.uniform(-3, 3))
+    base = (np.float32([36, 36, 40]) + tone) / 255.0
+    spot = np.exp(-(((c.x / c.w - 0.45) / 0.42) ** 2 + ((c.y / c.h - 0.45) / 0.5) ** 2))
+    light = 0.55 + 1.05 * spot + 0.08 * _smoothstep(0.45, 0.8, c.y / c.h)
+    mottle = 1.0 + 0.03 * _fbm(rng, c.h, c.w, 3)
+    return base[None, None, :] * (light * mottle)[..., None]
+
+
+def _tile_texture(rng: np.random.Generator, th: int, tw: int, across: int) -> np.ndarray:
+    """Flat glazed tiles in two colours laid as a checkerboard, with grout lines."""
+    ys, xs = np.mgrid[0:th, 0:tw].astype(np.float32)
+    size = tw / across
+    ix, iy = (xs // size).astype(np.int32), (ys // size).astype(np.int32)
+    rows = int(np.ceil(th / size)) + 1
+    tones = rng.uniform(-0.06, 0.06, (rows, across + 1)).astype(np.float32)
+    cream, slate = _rgb(226, 216, 194), _rgb(62, 92, 112)
+    checker = ((ix + iy) % 2 == 1)[..., None]
+    col = np.where(checker, slate[None, None, :], cream[None, None, :])
+    col = col * (1.0 + tones[iy, ix] + 0.05 * _fbm(rng, th, tw, 12))[..., None]
+    u, v = xs / size - ix, ys / size - iy
+    d = np.minimum(np.minimum(u, 1 - u), np.minimum(v, 1 - v)) * size
+    grout = 1.0 - _smoothstep(2.0, 4.5, d)
+    col = col * (1 - grout[..., None]) + _rgb(150, 146, 138) * grout[..., None]
+    bevel = np.exp(-(((d - 6.0) / 2.5) ** 2)) * ((u < 0.5) & (v < 0.5))
+    return col * (1.0 + 0.1 * bevel)[..., None]
+
+
+def _tiles_backdrop(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
+    """A table top of cream and slate-blue tiles seen from slightly above."""
+    return _table_top(c, _tile_texture(rng, 2 * c.h, 2 * c.w, across=9))
+
+
+def _counter_backdrop(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
+    """A cluttered kitchen counter: a white subway-tiled wall, a speckled granite top,
+    and things that are background (a cutting board leaning on the wall, a utensil
+    crock with wooden spoons, an oil bottle, a bowl of oranges), a touch out of focus."""
+    s, w, h = c.s, c.w, c.h
+    horizon = h * (0.5 + rng.uniform(-0.03, 0.03))
+    # Wall: 2:1 subway tiles in running bond.
+    tw_, th_ = 0.09 * s, 0.045 * s
+    row = np.floor(c.y / th_)
+    u = (c.x / tw_ + 0.5 * (row % 2)) % 1.0
+    v = (c.y / th_) % 1.0
+    d = np.minimum(np.minimum(u, 1 - u) * tw_, np.minimum(v, 1 - v) * th_)
+    grout = 1.0 - _smoothstep(0.6, 2.0, d)
+    wall = _rgb(238, 236, 230) * (1.0 - 0.03 * _noise(rng, h, w, 40, 60))[..., None]
+    wall = wall * (1 - grout[..., None]) + _rgb(176, 172, 164) * grout[..., None]
+    wall = wall * (1.0 - 0.25 * (c.x / w))[..., None]
+    # Granite: dark warm grey with light and dark speckles.
+    speck = rng.random((h, w)).astype(np.float32)
+    granite = _rgb(96, 90, 84) * (1.0 + 0.15 * _fbm(rng, h, w, 8))[..., None]
+    granite = np.where((speck > 0.985)[..., None], _rgb(200, 192, 180), granite)
+    granite = np.where((speck < 0.03)[..., None], _rgb(40, 36, 34), granite)
+    depth_light = 0.8 + 0.3 * _smoothstep(horizon, h, c.y)
+    granite = granite * (depth_light * (1.05 - 0.2 * c.x / w))[..., None]
+    lip = np.exp(-(((c.y - horizon) / 1.5) ** 2))
+    img = np.where((c.y < horizon)[..., None], wall, granite) * (1 - 0.5 * lip)[..., None]
+
+    def over(colour: np.ndarray, cov: np.ndarray) -> None:
+        nonlocal img
+        img = img * (1 - cov[..., None]) + colour * cov[..., None]
+
+    # A cutting board leaning on the wall at the left, with a hole in its handle.
+    bx0, bx1 = w * 0.03, w * 0.03 + 0.26 * s
+    board_sd = _rounded_box_sd(c, bx0, horizon - 0.36 * s, bx1, horizon + 0.01 * s, 0.03 * s)
+    handle_sd = np.hypot(c.x - (bx0 + bx1) / 2, c.y - (horizon - 0.31 * s)) - 0.022 * s
+    board = _cover(np.maximum(board_sd, -handle_sd))
+    grain = 1.0 + 0.08 * np.sin(c.x / (0.006 * s) + 3 * _noise(rng, h, w, 6, 3))
+    over(_rgb(170, 120, 72) * grain[..., None], board)
+    # An oil bottle behind the product, left of centre.
+    ox = w * 0.5 - 0.2 * s
+    oil_r = np.where(c.y < horizon - 0.2 * s, 0.018 * s, 0.045 * s)
+    oil = _cover(
+        np.maximum(np.abs(c.x - ox) - oil_r, np.maximum(horizon - 0.32 * s - c.y, c.y - horizon))
+    )
+    oil_col = (
+        _rgb(150, 130, 30) * (0.6 + 0.6 * np.exp(-(((c.x - ox + 0.02 * s) / 8.0) ** 2)))[..., None]
+    )
+    over(oil_col, oil)
+    # A utensil crock at the right with wooden spoons standing in it.
+    kx = w * 0.5 + 0.3 * s
+    for dx, tilt in ((-0.03, -0.25), (0.0, 0.05), (0.035, 0.3)):
+        p0 = np.float32([kx + dx * s, horizon - 0.1 * s])
+        p1 = p0 + np.float32([np.sin(tilt), -np.cos(tilt)]) * 0.26 * s
+        stick = np.zeros((h, w), np.uint8)
+        cv2.line(
+            stick,
+            tuple(np.round(p0 * 8).astype(int)),
+            tuple(np.round(p1 * 8).astype(int)),
+            255,
+            max(2, int(0.012 * s)),
+            cv2.LINE_AA,
+            shift=3,
+        )
+        over(_rgb(196, 150, 96), stick.astype(np.float32) / 255.0)
+        bowl = _cover(_ellipse_sd(c, float(p1[0]), float(p1[1]), 0.02 * s, 0.032 * s))
+        over(_rgb(186, 140, 88), bowl)
+    crock_sd = np.maximum(
+        np.abs(c.x - kx) - 0.075 * s, np.abs(c.y - (horizon - 0.05 * s)) - 0.1 * s
+    )
+    crock_shade = 0.6 + 0.5 * np.clip(1 - np.abs(c.x - kx + 0.03 * s) / (0.075 * s), 0, 1)
+    over(_rgb(60, 70, 96) * crock_shade[..., None], _cover(crock_sd))
+    # A bowl of oranges in front, to the right.
+    fx, fy = w * 0.5 + 0.36 * s, horizon + 0.17 * s
+    for ox_, oy_ in ((-0.06, -0.08), (0.05, -0.085), (-0.005, -0.11)):
+        ocx, ocy = fx + ox_ * s, fy + oy_ * s
+        dist = np.hypot(c.x - ocx, c.y - ocy)
+        orange = _cover(dist - 0.055 * s)
+        shade = 0.55 + 0.6 * np.clip(
+            1 - np.hypot(c.x - ocx + 0.02 * s, c.y - ocy + 0.02 * s) / (0.06 * s), 0, 1
+        )
+        over(_rgb(232, 120, 24) * shade[..., None], orange)
+    bowl_sd = np.maximum(_ellipse_sd(c, fx, fy - 0.06 * s, 0.13 * s, 0.09 * s), fy - 0.07 * s - c.y)
+    over(
+        _rgb(236, 232, 222) * (0.7 + 0.35 * (1 - np.abs(c.x - fx) / (0.13 * s)))[..., None],
+        _cover(bowl_sd),
+    )
+    return cv2.GaussianBlur(img.astype(np.float32), (0, 0), 0.0012 * s)
+
+
+_BACKDROP_RENDERERS = {
+    "plain": _plain_backdrop,
+    "wood": _wood_backdrop,
+    "white": _white_backdrop,
+    "dark": _dark_backdrop,
+    "tiles": _tiles_backdrop,
+    "counter": _counter_backdrop,
+}
