@@ -36,6 +36,7 @@ test: $(GEN_STAMP)
 
 # Every benchmark script in bench/; each writes bench/results/<name>.json and prints a table.
 bench: $(GEN_STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
 	@set -e; for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b; done
 
 lint: $(STAMP)
