@@ -12,6 +12,9 @@ where its file goes in the Triton model repository, and the commands that put it
     verify      load every model in a real tritonserver and run one inference each
     trt         TensorRT plans (GPU hosts only)
     cli         the `lightbox models` command line
+    pybackend   what the python-backend models in model_repository/ share, imported
+                inside Triton's python stub (copied alone into the GPU image, so
+                this file stays free of imports)
 
 Nothing here downloads anything: weights come from the operator.
 """

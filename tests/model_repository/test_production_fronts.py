@@ -4,6 +4,7 @@ the geometry each one owns (crops, letterbox, alignment and paste-back)."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 import tritonclient.grpc as triton_grpc
 
 from services.common.triton import MODEL_REPOSITORY, TritonProcess
+from services.models.pybackend.clip_tokenizer import ClipTokenizer
 from tests.model_repository.triton_fixtures import (
     TEST_MODELS,
     config_parameters,
@@ -22,6 +24,9 @@ from tests.model_repository.triton_fixtures import (
 
 FRONTS = ("upscale_realesrgan", "inpaint_lama", "segment_clipseg", "face_detector")
 FRONTS += ("face_codeformer", "matting_birefnet_pre", "matting_birefnet_post")
+PYBACKEND = MODEL_REPOSITORY.parent / "services" / "models" / "pybackend"
+# Helpers that live only in services/models/pybackend (model folders once held copies).
+SHARED = ("triton_bls", "clip_tokenizer")
 
 
 def params_of(module: ModuleType, cls_name: str, model: str) -> Any:
@@ -60,11 +65,34 @@ def infer(
         client.close()
 
 
-def test_the_shared_helper_file_is_the_same_in_every_front() -> None:
-    copies = {
-        name: (MODEL_REPOSITORY / name / "1" / "triton_bls.py").read_text() for name in FRONTS
-    }
-    assert len(set(copies.values())) == 1, "model_repository/*/1/triton_bls.py copies differ"
+def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports (`import a.b` and `from a.b import c` give a.b)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_no_model_folder_holds_its_own_copy_of_a_shared_helper() -> None:
+    for name in SHARED:
+        assert (PYBACKEND / f"{name}.py").is_file(), name
+    copies = [p for p in MODEL_REPOSITORY.rglob("*.py") if p.stem in SHARED]
+    assert copies == [], f"copies of services/models/pybackend modules: {copies}"
+    for path in MODEL_REPOSITORY.rglob("*.py"):
+        bare = imported_modules(path) & set(SHARED)
+        assert not bare, f"{path} imports {bare} from beside itself"
+
+
+def test_the_models_import_the_shared_helpers_from_services() -> None:
+    users = {MODEL_REPOSITORY / name / "1" / "model.py": {"triton_bls"} for name in FRONTS}
+    users[MODEL_REPOSITORY / "segment_clipseg" / "1" / "model.py"].add("clip_tokenizer")
+    users[MODEL_REPOSITORY / "sdxl" / "1" / "sdxl_pipeline.py"] = {"clip_tokenizer"}
+    for path, modules in users.items():
+        expected = {f"services.models.pybackend.{module}" for module in modules}
+        assert expected <= imported_modules(path), path
 
 
 def scene(h: int = 360, w: int = 480) -> np.ndarray:
@@ -132,8 +160,7 @@ def test_clipseg_served_matches_in_process(
     production_server: TritonProcess, production_repo: Path
 ) -> None:
     clipseg = load_model_module("segment_clipseg", "clipseg")
-    tokenizer_module = load_model_module("segment_clipseg", "clip_tokenizer")
-    tokenizer = tokenizer_module.ClipTokenizer.from_dir(TEST_MODELS / "tokenizer")
+    tokenizer = ClipTokenizer.from_dir(TEST_MODELS / "tokenizer")
     photo = scene(300, 400)
     prompt = np.array([b"the red cup"], dtype=np.object_)
     (served,) = infer(
@@ -240,11 +267,3 @@ def test_alignment_maps_the_landmarks_onto_the_template() -> None:
     matrix = restore.alignment(landmarks.reshape(-1), 512)
     mapped = np.hstack([landmarks, np.ones((5, 1), np.float32)]) @ matrix.T
     assert np.abs(mapped - template).max() < 0.5
-
-
-def test_the_clip_tokenizer_is_the_same_in_both_models() -> None:
-    copies = {
-        (MODEL_REPOSITORY / name / "1" / "clip_tokenizer.py").read_text()
-        for name in ("sdxl", "segment_clipseg")
-    }
-    assert len(copies) == 1, "model_repository/{sdxl,segment_clipseg}/1/clip_tokenizer.py differ"

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from services.models.pybackend import clip_tokenizer
 from services.models.sdxl.reference import diffusers_scheduler, pipeline_module
 from tests.models.sdxl_fixtures import sdxl_checkpoints  # noqa: F401
 
 sp = pipeline_module()
-import clip_tokenizer  # noqa: E402  (imported by pipeline_module's path)
-import schedulers  # noqa: E402
+import schedulers  # noqa: E402  (imported by pipeline_module's path)
 import torch_rng  # noqa: E402
 
 PROMPTS = [

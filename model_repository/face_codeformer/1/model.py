@@ -14,12 +14,19 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from services.models.pybackend.triton_bls import (
+    BlsError,
+    bls,
+    error_response,
+    input_array,
+    load_config,
+)
+
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from restore import ModelOutputError, RestoreInputError, RestoreParams, restore  # noqa: E402
-from triton_bls import BlsError, bls, error_response, input_array, load_config  # noqa: E402
 
 DETECTOR = "face_detector"
 ONNX_MODEL = "face_codeformer_onnx"

@@ -12,12 +12,19 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from services.models.pybackend.triton_bls import (
+    BlsError,
+    bls,
+    error_response,
+    input_array,
+    load_config,
+)
+
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from lama import InpaintInputError, LamaParams, ModelOutputError, inpaint  # noqa: E402
-from triton_bls import BlsError, bls, error_response, input_array, load_config  # noqa: E402
 
 ONNX_MODEL = "inpaint_lama_onnx"
 _IO = {"IMAGE": np.uint8, "MASK": np.uint8, "INPAINTED": np.uint8}

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from services.models.pybackend.triton_bls import error_response, input_array, load_config
+
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from birefnet_post import MattingInputError, PostParams, postprocess  # noqa: E402
-from triton_bls import error_response, input_array, load_config  # noqa: E402
 
 _IO = {"LOGITS": np.float32, "IMAGE": np.uint8, "ALPHA": np.uint8}
 

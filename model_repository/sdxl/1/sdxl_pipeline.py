@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from clip_tokenizer import ClipTokenizer
 from schedulers import (
     SCHEDULERS,
     SchedulerConfig,
@@ -35,6 +34,8 @@ from schedulers import (
     strength_start,
 )
 from torch_rng import TorchCpuGenerator
+
+from services.models.pybackend.clip_tokenizer import ClipTokenizer
 
 # Component keys -> (input names, output names) of the exported ONNX models; export.py
 # writes exactly these signatures.

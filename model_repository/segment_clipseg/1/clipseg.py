@@ -1,10 +1,11 @@
 """A mask of what a text prompt names, with CLIPSeg.
 
 The photo is resized to 352 x 352 and normalised with CLIP's mean and std; the prompt
-is tokenized with CLIP's BPE (clip_tokenizer.py, a copy of the SDXL pipeline's) and
-padded to 77 tokens with an attention mask; CLIPSeg's logits come back at 352 x 352,
-go through a sigmoid, are resized to the photo, thresholded and grown by a margin (so
-the object's edge and shadow-free rim are inside what gets erased).
+is tokenized with CLIP's BPE (services/models/pybackend/clip_tokenizer.py, shared with
+the SDXL pipeline) and padded to 77 tokens with an attention mask; CLIPSeg's logits
+come back at 352 x 352, go through a sigmoid, are resized to the photo, thresholded and
+grown by a margin (so the object's edge and shadow-free rim are inside what gets
+erased).
 
 Arrays: image uint8 HxWx3 RGB in; mask uint8 HxW out (255 = the named object).
 The ONNX model (contract segment_clipseg_onnx): input_ids int64 [N, L],

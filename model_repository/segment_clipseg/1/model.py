@@ -12,13 +12,20 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from services.models.pybackend.clip_tokenizer import ClipTokenizer
+from services.models.pybackend.triton_bls import (
+    BlsError,
+    bls,
+    error_response,
+    input_array,
+    load_config,
+)
+
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from clip_tokenizer import ClipTokenizer  # noqa: E402
 from clipseg import ClipSegParams, ModelOutputError, SegmentInputError, segment  # noqa: E402
-from triton_bls import BlsError, bls, error_response, input_array, load_config  # noqa: E402
 
 ONNX_MODEL = "segment_clipseg_onnx"
 _IO = {"IMAGE": np.uint8, "PROMPT": np.object_, "MASK": np.uint8}

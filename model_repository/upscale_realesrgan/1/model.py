@@ -17,6 +17,14 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from services.models.pybackend.triton_bls import (
+    BlsError,
+    bls,
+    error_response,
+    input_array,
+    load_config,
+)
+
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
@@ -27,7 +35,6 @@ from tiling import (  # noqa: E402
     UpscaleInputError,
     upscale_tiled,
 )
-from triton_bls import BlsError, bls, error_response, input_array, load_config  # noqa: E402
 
 ONNX_MODEL = "upscale_realesrgan_onnx"
 _IO = {"IMAGE": np.uint8, "SCALE": np.int32, "UPSCALED": np.uint8}

@@ -1,6 +1,6 @@
-"""Helpers shared by the python-backend front models (the same file sits in each
-front's version folder, which must be self-contained; tests check the copies agree):
-typed `parameters`, dtype checks against the config, BLS calls with their errors.
+"""Helpers shared by the python-backend models: typed `parameters`, dtype checks
+against the config, BLS calls with their errors. Importable only inside Triton's
+python stub (it needs `triton_python_backend_utils`); see this package's docstring.
 """
 
 from __future__ import annotations

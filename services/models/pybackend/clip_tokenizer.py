@@ -1,10 +1,7 @@
-"""(The same file sits in sdxl/1 and segment_clipseg/1: model folders are
-self-contained; tests/model_repository/test_production_fronts.py checks they agree.)
-
-CLIP's byte-level BPE tokenizer in plain Python, token for token what transformers'
+"""CLIP's byte-level BPE tokenizer in plain Python, token for token what transformers'
 CLIPTokenizer (the `tokenizers`-backed one that diffusers uses) produces for SDXL's
-two tokenizers, so the pipeline model needs neither transformers nor tokenizers
-inside Triton.
+two tokenizers, so the sdxl pipeline and segment_clipseg models need neither
+transformers nor tokenizers inside Triton.
 
 The steps mirror that tokenizer: the special tokens (start, end, pad, unknown) are
 cut out of the raw text first and map to their own ids (so with SDXL's second
