@@ -4,7 +4,6 @@ serve each one. The worker picks engines by these names' readiness."""
 from __future__ import annotations
 
 MATTING_BIREFNET = "matting_birefnet"
-MATTING_ISNET = "matting_isnet"
 MATTING_CLASSICAL = "matting_classical"
 MATTING_ISNET = "matting_isnet"
 UPSCALE_ESRGAN = "upscale_realesrgan"

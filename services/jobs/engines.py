@@ -4,9 +4,12 @@ are ready right now, runs it, and turns Triton failures into Lightbox errors.
 Matting models share one signature, so the worker does not care which one serves:
 input IMAGE uint8 [H, W, 3] RGB, output ALPHA uint8 [H, W] (255 = subject).
 
-Engine choice happens before the call, by readiness. Once a model is chosen its
-error is the job's error: a request BiRefNet rejected is never quietly re-run on the
-classical engine (that would hand the user a worse cut-out labelled as the good one).
+Engine choice happens before the call, by readiness: BiRefNet when an operator
+installed it, then ISNet (provisioned from a registry package), then the classical
+engine; `matting_engine` (LIGHTBOX_MATTING_ENGINE) forces one, and a forced engine that
+is not ready is ModelUnavailable, never a substitute. Once a model is chosen its error
+is the job's error: a request ISNet rejected is never quietly re-run on the classical
+engine (that would hand the user a worse cut-out labelled as the good one).
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from services.common.errors import (
 
 # (Triton model, engine name recorded on the job), best first.
 MATTING_ENGINES: tuple[tuple[str, str], ...] = (
-    ("matting_birefnet", "birefnet"),
-    ("matting_classical", "classical"),
+    (models.MATTING_BIREFNET, "birefnet"),
+    (models.MATTING_ISNET, "isnet"),
+    (models.MATTING_CLASSICAL, "classical"),
 )
+MATTING_CHOICES = ("auto", *(engine for _, engine in MATTING_ENGINES))
 
 # Engines of the other image stages, best first: (Triton model, engine name recorded on
 # the job). A production front model serves only when it and every model it calls
@@ -94,9 +99,14 @@ class TritonEngines:
     `timeout_s` bounds each call (connection and inference); a call that runs past it
     raises ServiceUnavailable."""
 
-    def __init__(self, grpc_addr: str, timeout_s: float = 60) -> None:
+    def __init__(self, grpc_addr: str, timeout_s: float = 60, matting_engine: str = "auto") -> None:
+        if matting_engine not in MATTING_CHOICES:
+            raise ValueError(
+                f"matting_engine must be one of {MATTING_CHOICES}, not {matting_engine!r}"
+            )
         self.grpc_addr = grpc_addr
         self.timeout_s = timeout_s
+        self.matting_engine = matting_engine
         self._client = triton_grpc.InferenceServerClient(grpc_addr)
 
     def close(self) -> None:
@@ -119,19 +129,50 @@ class TritonEngines:
             raise _map_error(exc, "repository index") from exc
         return {m["name"] for m in index.get("models", []) if m.get("state") == "READY"}
 
+    def matting_choice(self) -> tuple[str, str]:
+        """(Triton model, engine name) that serves matting now: the forced engine, or
+        the best ready one. ModelUnavailable (with the install hint) when none is."""
+        ready = self.ready_models()
+        table = MATTING_ENGINES
+        if self.matting_engine != "auto":
+            table = tuple((m, e) for m, e in MATTING_ENGINES if e == self.matting_engine)
+        for model, engine in table:
+            if models.usable(model, ready):
+                return model, engine
+        if self.matting_engine != "auto":
+            model = table[0][0]
+            missing = [m for m in (model, *models.REQUIRES.get(model, ())) if m not in ready]
+            raise ModelUnavailable(
+                f"matting is set to the '{self.matting_engine}' engine "
+                f"(LIGHTBOX_MATTING_ENGINE), which is not ready in Triton "
+                f"(not ready: {', '.join(missing)})",
+                guidance=models.INSTALL_HINT.get(model),
+                extra={"model": model},
+            )
+        raise ModelUnavailable(
+            "no matting model is ready in Triton "
+            f"(looked for {', '.join(m for m, _ in MATTING_ENGINES)})",
+            guidance=models.INSTALL_HINT.get(models.MATTING_ISNET),
+            extra={"model": models.MATTING_ISNET},
+        )
+
+    def matting_fallback_note(self, engine: str) -> str | None:
+        """Why the classical engine served, when it did only because no learned matting
+        model is installed (None otherwise: a learned engine, or classical by choice)."""
+        if engine != "classical" or self.matting_engine != "auto":
+            return None
+        return (
+            "the classical engine served because no learned matting model (ISNet, BiRefNet) "
+            "is installed; cut-outs of real photos are much worse. "
+            + models.INSTALL_HINT.get(models.MATTING_ISNET, "")
+        ).strip()
+
     def matting(self, rgb: np.ndarray) -> tuple[np.ndarray, str]:
         """Alpha matte of `rgb` (uint8 HxWx3 RGB) as uint8 HxW, and the engine name
-        that made it ("birefnet" or "classical")."""
+        that made it ("birefnet", "isnet" or "classical")."""
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise InvalidImage(f"matting needs uint8 HxWx3 RGB, got {rgb.dtype} {list(rgb.shape)}")
-        ready = self.ready_models()
-        chosen = next(((m, e) for m, e in MATTING_ENGINES if m in ready), None)
-        if chosen is None:
-            raise ModelUnavailable(
-                "no matting model is ready in Triton "
-                f"(looked for {', '.join(m for m, _ in MATTING_ENGINES)})"
-            )
-        model, engine = chosen
+        model, engine = self.matting_choice()
         image = triton_grpc.InferInput("IMAGE", list(rgb.shape), "UINT8")
         image.set_data_from_numpy(np.ascontiguousarray(rgb))
         try:

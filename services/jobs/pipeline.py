@@ -89,11 +89,19 @@ class Pipeline:
 
     def _matte(
         self, rgb: np.ndarray, alpha: np.ndarray | None, stage: Callable[[str], None]
-    ) -> tuple[np.ndarray, str]:
+    ) -> tuple[np.ndarray, dict[str, str]]:
+        """The matte and the engines entries that say what made it: {"matting": name},
+        plus "matting_fallback" with the reason when the classical engine served only
+        because no learned model is installed."""
         stage("remove-background")
         if alpha is not None and (alpha < 255).mean() >= _INPUT_ALPHA_MIN_TRANSPARENT:
-            return alpha, "input-alpha"
-        return self.engines.matting(rgb)
+            return alpha, {"matting": "input-alpha"}
+        alpha, engine = self.engines.matting(rgb)
+        engines = {"matting": engine}
+        note = self.engines.matting_fallback_note(engine)
+        if note:
+            engines["matting_fallback"] = note
+        return alpha, engines
 
     def _call(self, method: str, request: Any) -> Any:
         try:
@@ -104,7 +112,7 @@ class Pipeline:
     def _remove_background(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         p = job.params
         rgb, alpha_in = self._decode(job, stage)
-        alpha, matting = self._matte(rgb, alpha_in, stage)
+        alpha, engines = self._matte(rgb, alpha_in, stage)
         stage("encode")
         out = self._call(
             "Cutout",
@@ -116,7 +124,7 @@ class Pipeline:
                 encode=_encode_spec(p, "png"),
             ),
         )
-        return Result.of(out, {"matting": matting}, ["remove-background"])
+        return Result.of(out, engines, ["remove-background"])
 
     def _compose(
         self,
@@ -131,7 +139,7 @@ class Pipeline:
     ) -> Result:
         p = job.params
         rgb, alpha_in = self._decode(job, stage)
-        alpha, matting = self._matte(rgb, alpha_in, stage)
+        alpha, engines = self._matte(rgb, alpha_in, stage)
         detail_transfer = bool(p.get("detail_transfer", False))
         request = compositor_pb2.ComposeRequest(
             subject=to_proto(np.dstack([rgb, alpha])),
@@ -145,7 +153,6 @@ class Pipeline:
         )
         if preserve_shadow or detail_transfer:
             request.source.CopyFrom(to_proto(rgb))
-        engines = {"matting": matting}
         if not self._drawable(background):
             request, engines["background"] = self._generate_scene(request, p, stage)
             pipeline = ["generate-background" if s == "replace-background" else s for s in pipeline]

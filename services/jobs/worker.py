@@ -241,7 +241,11 @@ class Worker:
 def build_worker(settings: JobsSettings, store: JobStore) -> Worker:
     pipeline = Pipeline(
         LocalBlobStore(settings.blob_root),
-        TritonEngines(settings.triton_grpc_addr, timeout_s=settings.triton_timeout_seconds),
+        TritonEngines(
+            settings.triton_grpc_addr,
+            timeout_s=settings.triton_timeout_seconds,
+            matting_engine=settings.matting_engine,
+        ),
         compositor_pb2_grpc.CompositorServiceStub(channel(settings.compositor_addr)),
         settings.compositor_timeout_seconds,
     )

@@ -167,11 +167,9 @@ CONTRACTS: dict[str, Contract] = {
 }
 
 # Python models that exist only as steps of a front (an ensemble's pre/post processing):
-# they load when their front does.
-HELPERS: dict[str, str] = {
-    "matting_birefnet_pre": models.MATTING_BIREFNET,
-    "matting_birefnet_post": models.MATTING_BIREFNET,
-}
+# they load when their front does. None at present: the learned matting fronts are one
+# python model each (services/models/pybackend/matting_model.py).
+HELPERS: dict[str, str] = {}
 
 
 class UnknownModel(KeyError):

@@ -18,12 +18,14 @@ from services.common.errors import (
     ServiceUnavailable,
 )
 from services.common.samples import make_sample
-from services.common.triton import MODEL_REPOSITORY, TritonProcess, free_port
+from services.common.triton import TritonProcess, free_port
 from services.jobs.engines import TritonEngines
 from tests.model_repository import triton_fixtures
 
 numba_cache = triton_fixtures.numba_cache
 triton_server = triton_fixtures.triton_server
+test_models = triton_fixtures.test_models
+production_repo = triton_fixtures.production_repo
 
 SAMPLE = make_sample("mug", "plain", size=(384, 384))
 
@@ -34,28 +36,37 @@ def iou(alpha: np.ndarray, truth: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def two_engine_server(
-    numba_cache: Path, tmp_path_factory: pytest.TempPathFactory
+def matting_server(
+    numba_cache: Path,
+    production_repo: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[TritonProcess]:
-    """A server in explicit model-control mode with matting_classical and a stand-in
-    matting_birefnet: the classical model under the BiRefNet name, configured to
-    reject images under 1000 px so a request can fail on it and not on the other."""
-    repo = tmp_path_factory.mktemp("repo")
-    shutil.copytree(MODEL_REPOSITORY / "matting_classical", repo / "matting_classical")
-    shutil.copytree(MODEL_REPOSITORY / "matting_classical", repo / "matting_birefnet")
-    config = repo / "matting_birefnet" / "config.pbtxt"
-    text = config.read_text().replace('name: "matting_classical"', 'name: "matting_birefnet"')
-    text = text.replace(
-        "parameters [\n", 'parameters [\n  { key: "min_side", value: { string_value: "1000" } },\n'
+    """A server with all three matting engines (BiRefNet and ISNet as their tiny
+    random-weight stand-ins), ISNet configured to reject images under 1000 px so a
+    request can fail on it and not on the classical engine; the test unloads models
+    as it goes, so it has a server of its own."""
+    repo = tmp_path_factory.mktemp("matting") / "repo"
+    names = ["matting_classical", "matting_birefnet", "matting_isnet"]
+    for name in names + ["matting_birefnet_onnx", "matting_isnet_onnx"]:
+        shutil.copytree(production_repo / name, repo / name)
+    config = repo / "matting_isnet" / "config.pbtxt"
+    text = config.read_text()
+    assert '"min_side", value: { string_value: "16" }' in text
+    config.write_text(
+        text.replace(
+            '"min_side", value: { string_value: "16" }',
+            '"min_side", value: { string_value: "1000" }',
+        )
     )
-    config.write_text(text)
+    load = ["matting_classical", "matting_birefnet_onnx", "matting_isnet_onnx"] + names[1:]
     with TritonProcess.start(
         repo,
-        tmp_path_factory.mktemp("triton2"),
+        tmp_path_factory.mktemp("triton-matting"),
         model_control="explicit",
-        load_models=["matting_classical", "matting_birefnet"],
+        load_models=load,
         numba_cache_dir=numba_cache,
-        ready_models=["matting_classical", "matting_birefnet"],
+        ready_models=load,
+        timeout=240,
     ) as server:
         yield server
 
@@ -98,31 +109,51 @@ def test_server_down_is_service_unavailable() -> None:
 
 
 def test_engine_choice_follows_readiness_and_never_falls_back(
-    two_engine_server: TritonProcess,
+    matting_server: TritonProcess,
 ) -> None:
-    engines = TritonEngines(two_engine_server.grpc_addr)
+    engines = TritonEngines(matting_server.grpc_addr)
     big = make_sample("box", "wood", size=(1024, 1024))
     alpha, engine = engines.matting(big.rgb)
-    assert engine == "birefnet"
-    assert iou(alpha, big.alpha) >= 0.97
+    assert engine == "birefnet" and alpha.shape == (1024, 1024)
+    assert engines.matting_fallback_note(engine) is None
 
-    # BiRefNet (the stand-in) rejects this one; classical would have taken it. The
-    # error is the answer: no quiet second try on the cheaper engine.
-    with pytest.raises(InvalidImage, match="matting_birefnet.*at least 1000"):
-        engines.matting(SAMPLE.rgb)
-
-    client = triton_grpc.InferenceServerClient(two_engine_server.grpc_addr)
+    client = triton_grpc.InferenceServerClient(matting_server.grpc_addr)
     try:
         client.unload_model("matting_birefnet")
-        assert engines.ready_models() == {"matting_classical"}
-        _, engine = engines.matting(SAMPLE.rgb)
-        assert engine == "classical"
+        _, engine = engines.matting(big.rgb)
+        assert engine == "isnet"
+        # ISNet (configured here to) reject this one; classical would have taken it.
+        # The error is the answer: no quiet second try on the cheaper engine.
+        with pytest.raises(InvalidImage, match="matting_isnet.*at least 1000"):
+            engines.matting(SAMPLE.rgb)
+
+        # An operator's choice beats the order, and is not a fallback.
+        classical = TritonEngines(matting_server.grpc_addr, matting_engine="classical")
+        _, engine = classical.matting(SAMPLE.rgb)
+        assert engine == "classical" and classical.matting_fallback_note(engine) is None
+
+        # A front whose network is gone is not usable: classical serves, and says why.
+        client.unload_model("matting_isnet_onnx")
+        alpha, engine = engines.matting(SAMPLE.rgb)
+        assert engine == "classical" and iou(alpha, SAMPLE.alpha) >= 0.95
+        note = engines.matting_fallback_note(engine)
+        assert note is not None and "lightbox models fetch isnet" in note
+
+        # A forced engine that is not ready fails; it is never replaced.
+        forced = TritonEngines(matting_server.grpc_addr, matting_engine="isnet")
+        with pytest.raises(ModelUnavailable, match="LIGHTBOX_MATTING_ENGINE.*matting_isnet_onnx"):
+            forced.matting(SAMPLE.rgb)
 
         client.unload_model("matting_classical")
         with pytest.raises(ModelUnavailable, match="no matting model is ready"):
             engines.matting(SAMPLE.rgb)
     finally:
         client.close()
+
+
+def test_an_unknown_matting_engine_is_refused() -> None:
+    with pytest.raises(ValueError, match="matting_engine must be one of"):
+        TritonEngines("127.0.0.1:1", matting_engine="u2net")
 
 
 # -- upscale, remove-object, restore-face on the embedded engines ---------------------------

@@ -23,7 +23,9 @@ from tests.model_repository.triton_fixtures import (
 )
 
 FRONTS = ("upscale_realesrgan", "inpaint_lama", "segment_clipseg", "face_detector")
-FRONTS += ("face_codeformer", "matting_birefnet_pre", "matting_birefnet_post")
+FRONTS += ("face_codeformer",)
+# The learned matting fronts are one shared model class, configured per model.
+MATTING_FRONTS = ("matting_birefnet", "matting_isnet")
 PYBACKEND = MODEL_REPOSITORY.parent / "services" / "models" / "pybackend"
 # Helpers that live only in services/models/pybackend (model folders once held copies).
 SHARED = ("triton_bls", "clip_tokenizer")
@@ -90,6 +92,8 @@ def test_the_models_import_the_shared_helpers_from_services() -> None:
     users = {MODEL_REPOSITORY / name / "1" / "model.py": {"triton_bls"} for name in FRONTS}
     users[MODEL_REPOSITORY / "segment_clipseg" / "1" / "model.py"].add("clip_tokenizer")
     users[MODEL_REPOSITORY / "sdxl" / "1" / "sdxl_pipeline.py"] = {"clip_tokenizer"}
+    for name in MATTING_FRONTS:
+        users[MODEL_REPOSITORY / name / "1" / "model.py"] = {"matting_model"}
     for path, modules in users.items():
         expected = {f"services.models.pybackend.{module}" for module in modules}
         assert expected <= imported_modules(path), path

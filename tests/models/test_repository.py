@@ -27,7 +27,7 @@ def repo(tmp_path: Path) -> Path:
 def test_without_weights_only_the_embedded_engines_load(repo: Path) -> None:
     assert sorted(loadable_models(repo)) == EMBEDDED
     kinds = {name: d.kind for name, d in describe(repo).items()}
-    assert kinds["matting_birefnet"] == "front" and kinds["matting_birefnet_pre"] == "helper"
+    assert kinds["matting_birefnet"] == "front" and kinds["matting_isnet"] == "front"
     assert kinds["sdxl"] == "sdxl" and kinds["matting_classical"] == "other"
 
 
@@ -51,7 +51,7 @@ def test_a_front_loads_once_everything_it_calls_is_installed(
 
     install("matting_birefnet", test_models["matting_birefnet_onnx"], repo)
     loads = set(loadable_models(repo))
-    assert {"matting_birefnet", "matting_birefnet_pre", "matting_birefnet_post"} <= loads
+    assert {"matting_birefnet", "matting_birefnet_onnx"} <= loads
 
 
 def test_a_model_folder_without_its_model_file_does_not_load(repo: Path) -> None:
