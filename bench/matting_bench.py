@@ -11,7 +11,9 @@ spike on this shared machine hits them alike):
   calls it, `TritonEngines(addr, matting_engine=...).matting(rgb)`, against the real
   tritonserver (the nvidia-pytriton wheel's, CPU) serving a copy of model_repository/
   with ISNet provisioned from the cache (`lightbox models fetch isnet` fills it);
-  `lightbox-auto` runs only when auto picks ISNet;
+  `lightbox-auto` (asked for with --engines; the same calls as `lightbox-isnet` when it
+  picks ISNet) runs only when auto picks ISNet, and which engine auto picks is always
+  recorded (meta.auto_picks);
 - `rembg`: rembg (pip, the `bench` extra) with its `dis_custom` session on the very ONNX
   file the npm package ships (the fp16 original, kept in the cache as source.onnx);
 - `isnet-onnx@R` (only with --raw-resolutions): the provisioned fp32 ISNet run here
@@ -34,7 +36,6 @@ only engines measured in the same run should be compared.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -64,7 +65,7 @@ from services.models.repository import loadable_models  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "matting.json"
 NUMBA_CACHE = ROOT / ".lightbox" / "numba_cache"
 STACK_ENGINES = {"lightbox-isnet": "isnet", "lightbox-auto": "auto", "classical": "classical"}
-DEFAULT_ENGINES = ("lightbox-isnet", "lightbox-auto", "rembg", "classical")
+DEFAULT_ENGINES = ("lightbox-isnet", "rembg", "classical")
 MP_SIDE = 1000
 
 
@@ -95,12 +96,7 @@ class Unavailable(RuntimeError):
 def stack_engine(addr: str, choice: str, timeout_s: float) -> tuple[Callable, str]:
     """Our matting stage through Triton with the engine `choice`; returns the call and
     the engine Triton's side reports. Refuses when the stack serves another one."""
-    if "matting_engine" in inspect.signature(TritonEngines).parameters:
-        engines = TritonEngines(addr, timeout_s=timeout_s, matting_engine=choice)  # type: ignore[call-arg]
-    elif choice == "classical":
-        engines = TritonEngines(addr, timeout_s=timeout_s)  # picks by readiness
-    else:
-        raise Unavailable("services.jobs.engines.TritonEngines has no matting_engine choice yet")
+    engines = TritonEngines(addr, timeout_s=timeout_s, matting_engine=choice)
     probe_image = make_sample("bottle", "plain", size=(256, 256)).rgb
     try:
         _, served = engines.matting(probe_image)
@@ -458,6 +454,13 @@ def main() -> int:
                     engines.append(Engine(name, raw_onnx_engine(entry / "model.onnx", r)))
                 except Unavailable as exc:
                     engines.append(Engine(name, None, note=str(exc)))
+            auto = TritonEngines(server.grpc_addr, timeout_s=args.timeout)
+            try:
+                auto_picks = auto.matting(make_sample("box", "plain", size=(256, 256)).rgb)[1]
+            except Exception as exc:  # recorded; the engines asked for by name still run
+                auto_picks = f"none: {type(exc).__name__}: {exc}"
+            finally:
+                auto.close()
             ready = [e for e in engines if e.run is not None]
             warm = make_sample("mug", "plain", size=(320, 320)).rgb
             for e in ready:  # first calls pay for session set-up, not for matting
@@ -481,6 +484,7 @@ def main() -> int:
             "sample_size": args.size,
             "quick": args.quick,
             "isnet": isnet_note,
+            "auto_picks": auto_picks,
         },
         "engines": {e.name: {"available": e.run is not None, "note": e.note} for e in engines},
         "summary": summary,
