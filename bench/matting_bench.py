@@ -351,7 +351,7 @@ def stage_1mp(engines: list[Engine], runs: int) -> list[dict[str, Any]]:
 
 
 def write_sheets(
-    out_dir: Path, pics: list[Image], rows: list[dict[str, Any]], engines: list[str]
+    out_dir: Path, pics: list[Image], rows: list[dict[str, Any]], engines: list[str], cell: int
 ) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     by_image: dict[str, dict[str, np.ndarray]] = {}
@@ -372,7 +372,7 @@ def write_sheets(
             )
             for p in members
         ]
-        sheet = contact_sheet(sheet_rows, engines)
+        sheet = contact_sheet(sheet_rows, engines, cell=cell)
         path = out_dir / f"matting-{group}.png"
         cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         written.append(path)
@@ -397,6 +397,7 @@ def main() -> int:
     parser.add_argument("--photos", default=None, help="all | none | comma list of names")
     parser.add_argument("--mp-runs", type=int, default=None, help="1 MP stage runs (10)")
     parser.add_argument("--sheets", type=Path, default=None, help="write contact sheets here")
+    parser.add_argument("--sheet-cell", type=int, default=256, help="sheet cell side, px")
     parser.add_argument("--rembg-model", type=Path, default=None, help="ONNX for rembg")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--timeout", type=float, default=600.0, help="per Triton call, s")
@@ -471,7 +472,7 @@ def main() -> int:
             stage = stage_1mp(ready, args.mp_runs) if args.mp_runs > 0 else []
     names = [e.name for e in ready]
     summary = summarise(rows, names)
-    sheets = write_sheets(args.sheets, pics, rows, names) if args.sheets else []
+    sheets = write_sheets(args.sheets, pics, rows, names, args.sheet_cell) if args.sheets else []
     for r in rows:
         r.pop("_alpha", None)
     results = {

@@ -80,11 +80,13 @@ def _label(strip: np.ndarray, text: str) -> None:
 
 
 def contact_sheet(rows: Sequence[SheetRow], engines: Sequence[str], cell: int = 256) -> np.ndarray:
-    """The sheet: a label strip over each cell; columns photo, truth, then alpha and
-    cut-out per engine (a missing engine's cells stay dark grey)."""
+    """The sheet: a label strip over each cell; columns photo, truth (left out when no
+    row has one), then alpha and cut-out per engine (a missing engine's cells stay dark
+    grey)."""
     if not rows:
         raise ValueError("contact_sheet needs at least one row")
-    columns = 2 + 2 * len(engines)
+    with_truth = any(row.truth is not None for row in rows)
+    columns = 1 + with_truth + 2 * len(engines)
     row_h = cell + LABEL_HEIGHT
     sheet = np.full((len(rows) * row_h, columns * cell, 3), 48, np.uint8)
     for r, row in enumerate(rows):
@@ -95,7 +97,8 @@ def contact_sheet(rows: Sequence[SheetRow], engines: Sequence[str], cell: int = 
             colour = _SUBJECT if p.expect == "subject" else _BACKGROUND
             cv2.circle(photo, _point(row.rgb.shape, p, cell), 5, colour, 2, cv2.LINE_AA)
         cells.append((row.title, photo))
-        cells.append(("truth", None if row.truth is None else _fit(row.truth, cell)))
+        if with_truth:
+            cells.append(("truth", None if row.truth is None else _fit(row.truth, cell)))
         for engine in engines:
             alpha = row.alphas.get(engine)
             if alpha is None:

@@ -74,8 +74,9 @@ def test_matting_bench_runs_the_classical_engine_on_a_sample_and_a_photo(tmp_pat
     assert stage["engine"] == "classical" and stage["megapixels"] == 1.0
     assert stage["p50_s"] >= stage["min_s"] > 0
     sheet = cv2.imread(str(sheets / "matting-photo.png"))
-    assert sheet.shape == (256 + LABEL_HEIGHT, 4 * 256, 3)
-    assert (sheets / "matting-plain.png").exists()
+    assert sheet.shape == (256 + LABEL_HEIGHT, 3 * 256, 3)  # photo, alpha, cut-out
+    sheet = cv2.imread(str(sheets / "matting-plain.png"))
+    assert sheet.shape == (256 + LABEL_HEIGHT, 4 * 256, 3)  # and the true alpha
 
 
 def test_iou_and_mae() -> None:
