@@ -221,7 +221,7 @@ def table(summary: dict[str, Any], engines: list[str]) -> str:
     head = "| kind | n | " + " | ".join(f"{e} IoU / MAE / s" for e in shown) + " |"
     lines = [head, "|" + "---|" * (2 + len(shown))]
     kinds = [k for k in KINDS if any(k in summary[e]["kinds"] for e in shown)]
-    for kind in [*kinds, "overall"]:
+    for kind in [*kinds, "overall"] if kinds else []:
         cells, n = [], ""
         for e in shown:
             g = summary[e]["overall"] if kind == "overall" else summary[e]["kinds"].get(kind)

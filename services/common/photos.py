@@ -11,9 +11,11 @@ There is no ground-truth alpha for them. Instead each carries probe points, plac
 looking at the photo: a position (fractions of width and height), what a cut-out must
 have there ("subject" or "background"), and a short label naming the part. The points
 sit where the classical engine failed (the spoon and the inside of the cup's rim, the
-motorcycle's wheels and the shelves behind it, the uniform and the flag) and on the
-obvious parts, at least a few pixels from any outline, and none on parts where the
-subject is a matter of taste (the helmet the astronaut holds).
+motorcycle's wheels and the shelves behind it, the uniform and the flag), where ISNet
+fails (the rocket's lightning masts), and on the obvious parts, at least a few pixels
+from any outline (the masts are 3-4 pixels wide: their probes sit on the centre
+column), and none on parts where the subject is a matter of taste (the helmet the
+astronaut holds).
 
 Arrays: rgb uint8 HxWx3 (RGB); alpha uint8 HxW (255 = subject).
 """
@@ -161,6 +163,8 @@ _PHOTOS: dict[str, tuple[Callable[[], np.ndarray], str, tuple[Probe, ...]]] = {
             _b(0.4, 0.4, "sky left of the rocket"),
             _b(0.6, 0.2, "sky right of the rocket"),
             _b(0.4, 0.75, "sky between rocket and tower"),
+            _b(0.31, 0.41, "lightning mast, left"),
+            _b(0.699, 0.41, "lightning mast, right"),
         ),
     ),
     "cameraman": (

@@ -115,6 +115,10 @@ def test_summary_groups_by_kind_and_scores_probes() -> None:
     text = table(s, ["e"])
     assert "| **overall** | 2 | 0.750 / 0.1000 / 2.00 |" in text
     assert "probes 3/4" in text
+    photos_only = summarise(rows[2:], ["e"])
+    assert table(photos_only, ["e"]).splitlines()[2:] == [
+        "| real photos | 1 | probes 3/4 / 2.00 s |"
+    ]
 
 
 def test_contact_sheet_shows_photo_truth_alpha_and_cutout() -> None:
