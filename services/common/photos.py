@@ -112,6 +112,7 @@ _PHOTOS: dict[str, tuple[Callable[[], np.ndarray], str, tuple[Probe, ...]]] = {
             _s(0.728, 0.305, "headlight"),
             _s(0.8, 0.568, "front fender"),
             _b(0.756, 0.115, "cardboard box on the shelf"),
+            _b(0.55, 0.235, "box on the shelf behind the handlebars"),
             _b(0.822, 0.297, "white tub on the shelf"),
             _b(0.806, 0.437, "red storage bin"),
             _b(0.878, 0.478, "cardboard boxes, right"),
