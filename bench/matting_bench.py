@@ -40,6 +40,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -379,6 +380,31 @@ def write_sheets(
     return written
 
 
+def code_state() -> dict[str, Any]:
+    """The commit measured, and the files of the matting path (Triton models, their
+    python-backend code, the worker's client) that differ from it: the stack serves
+    the working tree, so a run during someone's edit says so."""
+    paths = ["model_repository", "services/models", "services/jobs/engines.py"]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *paths],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return {"commit": None, "error": str(exc)}
+    return {"commit": head, "uncommitted": [line[3:] for line in status.splitlines()]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one photo per kind, 512 px")
@@ -484,6 +510,7 @@ def main() -> int:
             "seconds": round(time.monotonic() - started, 1),
             "sample_size": args.size,
             "quick": args.quick,
+            "code": code_state(),
             "isnet": isnet_note,
             "auto_picks": auto_picks,
         },
@@ -495,6 +522,9 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print()
+    code = results["meta"]["code"]
+    dirty = f", uncommitted: {', '.join(code['uncommitted'])}" if code.get("uncommitted") else ""
+    print(f"code: {code.get('commit')}{dirty}\n")
     print(table(summary, names))
     if stage:
         print()
