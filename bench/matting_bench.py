@@ -20,8 +20,10 @@ spike on this shared machine hits them alike):
   with onnxruntime at an R x R network input, to choose the network resolution.
 
 Reported per kind of photo and overall: IoU (alpha > 127 against truth > 127), mean
-absolute alpha error (MAE, alpha in [0, 1]) and the median seconds per image; on the
-real photos the share of probe points each engine gets right (and which it missed).
+absolute alpha error (MAE, alpha in [0, 1]), "kept" (the share of the product's
+interior, true alpha 255 at least 3 px inside the edge, that the engine gives exactly
+255: what replace-background keeps bit for bit) and the median seconds per image; on
+the real photos the share of probe points each engine gets right (and which it missed).
 Then the matting stage alone at 1 MP (1000 x 1000) through Triton: p50 over --mp-runs.
 
 It writes bench/results/matting.json, prints a markdown table, and with --sheets DIR
@@ -175,6 +177,17 @@ def mae(alpha: np.ndarray, truth: np.ndarray) -> float:
     return float(np.abs(alpha.astype(np.float32) - truth.astype(np.float32)).mean() / 255.0)
 
 
+def interior_kept(alpha: np.ndarray, truth: np.ndarray, inset: int = 3) -> float | None:
+    """Share of the product's interior (true alpha 255, at least `inset` px inside its
+    edge) where the engine's alpha is exactly 255: the pixels replace-background must
+    keep bit for bit. None when the product has no such interior (glass)."""
+    kernel = np.ones((2 * inset + 1, 2 * inset + 1), np.uint8)
+    inner = cv2.erode((truth == 255).astype(np.uint8), kernel) > 0
+    if not inner.any():
+        return None
+    return float((alpha[inner] == 255).mean())
+
+
 def summarise(rows: list[dict[str, Any]], engines: list[str]) -> dict[str, Any]:
     """Per engine: each kind and all samples (mean IoU, mean MAE, median s), and the
     photos (probe score, misses, median s)."""
@@ -208,10 +221,12 @@ def summarise(rows: list[dict[str, Any]], engines: list[str]) -> dict[str, Any]:
 
 
 def _group(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    kept = [r["interior_kept"] for r in rows if r.get("interior_kept") is not None]
     return {
         "n": len(rows),
         "iou": round(statistics.fmean(r["iou"] for r in rows), 4),
         "mae": round(statistics.fmean(r["mae"] for r in rows), 4),
+        "interior_kept": round(statistics.fmean(kept), 4) if kept else None,
         "seconds": round(statistics.median(r["seconds"] for r in rows), 3),
     }
 
@@ -219,7 +234,7 @@ def _group(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def table(summary: dict[str, Any], engines: list[str]) -> str:
     """Markdown: one row per kind (+ overall, + real photos), IoU / MAE / s per engine."""
     shown = [e for e in engines if e in summary]
-    head = "| kind | n | " + " | ".join(f"{e} IoU / MAE / s" for e in shown) + " |"
+    head = "| kind | n | " + " | ".join(f"{e} IoU / MAE / kept / s" for e in shown) + " |"
     lines = [head, "|" + "---|" * (2 + len(shown))]
     kinds = [k for k in KINDS if any(k in summary[e]["kinds"] for e in shown)]
     for kind in [*kinds, "overall"] if kinds else []:
@@ -230,7 +245,8 @@ def table(summary: dict[str, Any], engines: list[str]) -> str:
                 cells.append("–")
                 continue
             n = str(g["n"])
-            cells.append(f"{g['iou']:.3f} / {g['mae']:.4f} / {g['seconds']:.2f}")
+            kept = "–" if g.get("interior_kept") is None else f"{100 * g['interior_kept']:.1f}%"
+            cells.append(f"{g['iou']:.3f} / {g['mae']:.4f} / {kept} / {g['seconds']:.2f}")
         label = "**overall**" if kind == "overall" else kind
         lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     if any("photos" in summary[e] for e in shown):
@@ -309,6 +325,8 @@ def measure(engines: list[Engine], pics: list[Image], keep: bool) -> list[dict[s
             if pic.truth is not None:
                 row["iou"] = round(iou(alpha, pic.truth), 4)
                 row["mae"] = round(mae(alpha, pic.truth), 5)
+                kept = interior_kept(alpha, pic.truth)
+                row["interior_kept"] = None if kept is None else round(kept, 4)
             if pic.probes:
                 results = probe(alpha, pic.probes)
                 row["probes_right"] = sum(r.ok for r in results)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.matting_bench import iou, mae, summarise, table
+from bench.matting_bench import interior_kept, iou, mae, summarise, table
 from bench.matting_sheet import LABEL_HEIGHT, SheetRow, checkerboard_cutout, contact_sheet
 from services.common.photos import load_photo
 
@@ -69,7 +69,8 @@ def test_matting_bench_runs_the_classical_engine_on_a_sample_and_a_photo(tmp_pat
         ("classical", "plain"),
         ("classical", "photo"),
     ]
-    assert set(rows[0]) == {"engine", "image", "kind", "seconds", "iou", "mae"}
+    assert set(rows[0]) == {"engine", "image", "kind", "seconds", "iou", "mae", "interior_kept"}
+    assert 0.0 <= rows[0]["interior_kept"] <= 1.0
     assert len(rows[1]["missed"]) == photos["probes_total"] - photos["probes_right"]
     (stage,) = report["stage_1mp"]
     assert stage["engine"] == "classical" and stage["megapixels"] == 1.0
@@ -93,10 +94,37 @@ def test_iou_and_mae() -> None:
     assert iou(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
 
 
+def test_interior_kept_counts_exact_255_three_pixels_inside_the_edge() -> None:
+    truth = np.zeros((20, 20), np.uint8)
+    truth[2:18, 2:18] = 255  # interior 3 px in: rows/cols 5..14, 100 pixels
+    found = truth.copy()
+    found[2:5] = 0  # wrong only at the edge band: does not count
+    assert interior_kept(found, truth) == 1.0
+    found[5, 5:15] = 254  # one interior row a hair off 255
+    assert interior_kept(found, truth) == pytest.approx(0.9)
+    assert interior_kept(found, np.full((20, 20), 128, np.uint8)) is None
+
+
 def test_summary_groups_by_kind_and_scores_probes() -> None:
     rows = [
-        {"engine": "e", "image": "a", "kind": "plain", "seconds": 1.0, "iou": 1.0, "mae": 0.0},
-        {"engine": "e", "image": "b", "kind": "glass", "seconds": 3.0, "iou": 0.5, "mae": 0.2},
+        {
+            "engine": "e",
+            "image": "a",
+            "kind": "plain",
+            "seconds": 1.0,
+            "iou": 1.0,
+            "mae": 0.0,
+            "interior_kept": 0.9,
+        },
+        {
+            "engine": "e",
+            "image": "b",
+            "kind": "glass",
+            "seconds": 3.0,
+            "iou": 0.5,
+            "mae": 0.2,
+            "interior_kept": None,
+        },
         {
             "engine": "e",
             "image": "coffee",
@@ -110,11 +138,18 @@ def test_summary_groups_by_kind_and_scores_probes() -> None:
     s = summarise(rows, ["e", "absent"])
     assert set(s) == {"e"}
     assert list(s["e"]["kinds"]) == ["plain", "glass"]
-    assert s["e"]["overall"] == {"n": 2, "iou": 0.75, "mae": 0.1, "seconds": 2.0}
+    assert s["e"]["overall"] == {
+        "n": 2,
+        "iou": 0.75,
+        "mae": 0.1,
+        "interior_kept": 0.9,
+        "seconds": 2.0,
+    }
+    assert s["e"]["kinds"]["glass"]["interior_kept"] is None
     assert s["e"]["photos"]["probe_score"] == 0.75
     assert s["e"]["photos"]["missed"] == {"coffee": ["spoon bowl"]}
     text = table(s, ["e"])
-    assert "| **overall** | 2 | 0.750 / 0.1000 / 2.00 |" in text
+    assert "| **overall** | 2 | 0.750 / 0.1000 / 90.0% / 2.00 |" in text
     assert "probes 3/4" in text
     photos_only = summarise(rows[2:], ["e"])
     assert table(photos_only, ["e"]).splitlines()[2:] == [
