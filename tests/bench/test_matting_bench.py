@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.matting_bench import interior_kept, iou, mae, summarise, table
+from bench.matting_bench import edge_mae, interior_kept, iou, mae, summarise, table
 from bench.matting_sheet import LABEL_HEIGHT, SheetRow, checkerboard_cutout, contact_sheet
 from services.common.photos import load_photo
 
@@ -69,7 +69,16 @@ def test_matting_bench_runs_the_classical_engine_on_a_sample_and_a_photo(tmp_pat
         ("classical", "plain"),
         ("classical", "photo"),
     ]
-    assert set(rows[0]) == {"engine", "image", "kind", "seconds", "iou", "mae", "interior_kept"}
+    assert set(rows[0]) == {
+        "engine",
+        "image",
+        "kind",
+        "seconds",
+        "iou",
+        "mae",
+        "edge_mae",
+        "interior_kept",
+    }
     assert 0.0 <= rows[0]["interior_kept"] <= 1.0
     assert len(rows[1]["missed"]) == photos["probes_total"] - photos["probes_right"]
     (stage,) = report["stage_1mp"]
@@ -94,6 +103,18 @@ def test_iou_and_mae() -> None:
     assert iou(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
 
 
+def test_edge_mae_looks_only_near_fractional_truth() -> None:
+    truth = np.zeros((20, 20), np.uint8)
+    truth[:, 10:] = 255
+    truth[:, 10] = 102  # one fractional column
+    found = truth.copy()
+    found[:, 0] = 255  # far from the edge: not counted
+    assert edge_mae(found, truth) == 0.0
+    found[:, 10] = 255  # the fractional column made opaque; band is columns 8..12
+    assert edge_mae(found, truth) == pytest.approx(153 / 255 / 5)
+    assert edge_mae(found, np.zeros_like(truth)) is None
+
+
 def test_interior_kept_counts_exact_255_three_pixels_inside_the_edge() -> None:
     truth = np.zeros((20, 20), np.uint8)
     truth[2:18, 2:18] = 255  # interior 3 px in: rows/cols 5..14, 100 pixels
@@ -114,6 +135,7 @@ def test_summary_groups_by_kind_and_scores_probes() -> None:
             "seconds": 1.0,
             "iou": 1.0,
             "mae": 0.0,
+            "edge_mae": 0.01,
             "interior_kept": 0.9,
         },
         {
@@ -123,6 +145,7 @@ def test_summary_groups_by_kind_and_scores_probes() -> None:
             "seconds": 3.0,
             "iou": 0.5,
             "mae": 0.2,
+            "edge_mae": 0.03,
             "interior_kept": None,
         },
         {
@@ -142,6 +165,7 @@ def test_summary_groups_by_kind_and_scores_probes() -> None:
         "n": 2,
         "iou": 0.75,
         "mae": 0.1,
+        "edge_mae": 0.02,
         "interior_kept": 0.9,
         "seconds": 2.0,
     }
