@@ -1,6 +1,6 @@
-"""Generic Triton python-backend model serving the `model.onnx` beside it with
-onnxruntime on the CPU: the `cpu` render target's stand-in for Triton's onnxruntime
-backend, which the tritonserver in the nvidia-pytriton wheel does not ship.
+"""Generic Triton python-backend model serving the `model.onnx` beside it on the CPU,
+with onnxruntime or OpenVINO: the `cpu` render target's stand-in for Triton's
+onnxruntime backend, which the tritonserver in the nvidia-pytriton wheel does not ship.
 
 `lightbox models render --target cpu` copies this file to `<model>/1/model.py` of every
 installed ONNX model. Input and output names and dtypes come from config.pbtxt and are
@@ -16,8 +16,13 @@ others are served.
 A config input of dims [1] fed to a graph input of rank 1 (a per-sample scalar such as
 CodeFormer's fidelity weight) is passed as [N]; outputs likewise.
 
-Parameters (config.pbtxt, all optional): intra_op_threads (0 = onnxruntime's default,
-one per core), inter_op_threads (default 1).
+Parameters (config.pbtxt, all optional): runtime (`onnxruntime`, the default, or
+`openvino`), intra_op_threads (0 = the runtime's default, one per core),
+inter_op_threads (default 1; onnxruntime only), precision (OpenVINO only: `auto` runs
+bfloat16 where the CPU has native bf16 (AVX512_BF16, AMX), float32 elsewhere; `f32` or
+`bf16` forces one). A contract chooses its runtime from measurements
+(services/models/contracts.py `cpu_runtime`): OpenVINO's bf16 kernels ran ISNet 2.3x
+faster than onnxruntime at float32 on these CPUs, within 0.003 of its output.
 """
 
 from __future__ import annotations
@@ -31,7 +36,14 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-_PARAMS = {"intra_op_threads": 0, "inter_op_threads": 1}
+_PARAMS: dict[str, int | str] = {
+    "runtime": "onnxruntime",
+    "intra_op_threads": 0,
+    "inter_op_threads": 1,
+    "precision": "auto",
+}
+_RUNTIMES = ("onnxruntime", "openvino")
+_PRECISIONS = ("auto", "f32", "bf16")
 # Parameters the python backend itself interprets; they may sit in any config.pbtxt.
 _BACKEND_PARAMETERS = {"EXECUTION_ENV_PATH", "FORCE_CPU_ONLY_INPUT_TENSORS"}
 # Words in onnxruntime's errors that mean the request, not the model, is at fault.
@@ -54,15 +66,28 @@ class TritonPythonModel:
         unknown = sorted(set(raw) - set(_PARAMS))
         if unknown:
             raise ValueError(f"{self.name}: unknown parameters {unknown}; known: {sorted(_PARAMS)}")
-        params = {k: int(raw.get(k, default)) for k, default in _PARAMS.items()}
+        params = {k: type(default)(raw.get(k, default)) for k, default in _PARAMS.items()}
+        if params["runtime"] not in _RUNTIMES or params["precision"] not in _PRECISIONS:
+            raise ValueError(
+                f"{self.name}: runtime must be one of {_RUNTIMES} and precision one of "
+                f"{_PRECISIONS}, not {params['runtime']!r} / {params['precision']!r}"
+            )
         self.batching = int(config.get("max_batch_size", 0)) > 0
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = params["intra_op_threads"]
-        options.inter_op_num_threads = params["inter_op_threads"]
-        self.session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        if params["runtime"] == "openvino":
+            self.session = _OpenVinoSession(
+                path, int(params["intra_op_threads"]), str(params["precision"])
+            )
+            pb_utils.Logger.log_info(
+                f"{self.name}: OpenVINO on the CPU at {self.session.precision}"
+            )
+        else:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = int(params["intra_op_threads"])
+            options.inter_op_num_threads = int(params["inter_op_threads"])
+            self.session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
         self.inputs = {
             i["name"]: np.dtype(pb_utils.triton_string_to_numpy(i["data_type"]))
             for i in config["input"]
@@ -169,6 +194,57 @@ class TritonPythonModel:
             return _error(f"{self.name}: {message}", pb_utils.TritonError.INVALID_ARG)
         pb_utils.Logger.log_error(f"{self.name} failed: {traceback.format_exc()}")
         return _error(f"{self.name} failed: {message}", pb_utils.TritonError.INTERNAL)
+
+
+class _Port:
+    def __init__(self, name: str, shape: list[Any]) -> None:
+        self.name = name
+        self.shape = shape
+
+
+class _OpenVinoSession:
+    """The part of onnxruntime's InferenceSession this runner uses, over an OpenVINO
+    model compiled for the CPU (dynamic shapes kept as in the ONNX file)."""
+
+    def __init__(self, path: Path, threads: int, precision: str) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        if precision == "auto":
+            capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+            precision = "bf16" if "BF16" in capabilities else "f32"
+        self.precision = precision
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision,
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        model = core.read_model(str(path))
+        self._compiled = core.compile_model(model, "CPU", config)
+        self._request = self._compiled.create_infer_request()
+
+        def ports(items: Any) -> list[_Port]:
+            out = []
+            for port in items:
+                shape = port.get_partial_shape()
+                dims = [d.get_length() if d.is_static else None for d in shape]
+                out.append(_Port(port.get_any_name(), dims))
+            return out
+
+        self._inputs = ports(self._compiled.inputs)
+        self._outputs = ports(self._compiled.outputs)
+
+    def get_inputs(self) -> list[_Port]:
+        return self._inputs
+
+    def get_outputs(self) -> list[_Port]:
+        return self._outputs
+
+    def run(self, output_names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        results = self._request.infer(feeds)
+        by_name = {port.get_any_name(): value for port, value in results.items()}
+        return [np.array(by_name[name], copy=True) for name in output_names]
 
 
 def _error(message: str, code: int) -> Any:

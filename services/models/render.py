@@ -163,12 +163,20 @@ def render_config(model_dir: Path, contract: Contract, target: str) -> str:
                 "} }\n"
             )
     else:
+        runtime = contract.cpu_runtime
+        extra = (
+            '  { key: "precision", value: { string_value: "auto" } },\n'
+            if runtime == "openvino"
+            else ""
+        )
         body += (
-            "\n# onnxruntime already uses every core for one run; a second instance would\n"
+            f"\n# {runtime} already uses every core for one run; a second instance would\n"
             "# only interleave with the first.\n"
             "instance_group [ { count: 1, kind: KIND_CPU } ]\n\n"
             "parameters [\n"
-            '  { key: "intra_op_threads", value: { string_value: "0" } },\n'
+            f'  {{ key: "runtime", value: {{ string_value: "{runtime}" }} }},\n'
+            + extra
+            + '  { key: "intra_op_threads", value: { string_value: "0" } },\n'
             '  { key: "inter_op_threads", value: { string_value: "1" } }\n'
             "]\n"
         )

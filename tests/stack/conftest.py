@@ -13,6 +13,21 @@ from services.common.triton import MODEL_REPOSITORY
 from services.stack import Stack
 from tests.conftest import NUMBA_CACHE, free_port_block
 
+# `make test` provisions ISNet into the checkout's model repository (`make models`; a
+# failure there fails CI), so the stacks here match with it; a developer who opted out
+# (LIGHTBOX_PROVISION_MODELS=0) gets the classical engine, with its fallback note.
+ISNET_INSTALLED = (MODEL_REPOSITORY / "matting_isnet_onnx" / "1" / "model.onnx").exists()
+MATTING_ENGINE = "isnet" if ISNET_INSTALLED else "classical"
+
+
+def expected_matting(engines: dict[str, str]) -> bool:
+    """Whether a job's `engines` name the matting engine this checkout should serve,
+    with the fallback note exactly when the classical engine served for want of ISNet."""
+    if ISNET_INSTALLED:
+        return engines.get("matting") == "isnet" and "matting_fallback" not in engines
+    note = engines.get("matting_fallback", "")
+    return engines.get("matting") == "classical" and "lightbox models fetch isnet" in note
+
 
 @dataclass
 class RunningStack:

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from tests.gateway.stackutil import Key, error_of, make_key, poll, product
-from tests.stack.conftest import RunningStack
+from tests.stack.conftest import MATTING_ENGINE, RunningStack, expected_matting
 
 pytestmark = pytest.mark.stack
 
@@ -337,7 +337,10 @@ def test_get_job_happy(sqlite_stack: RunningStack, key: Key, done_job: dict) -> 
     assert body["format"] == "png" and (body["width"], body["height"]) == (96, 128)
     assert body["output_url"].startswith(sqlite_stack.url + "/v1/files/outputs/")
     assert body["output_expires_at"].endswith("Z") and body["completed_at"]
-    assert body["engines"] == {"matting": "classical"}
+    assert expected_matting(body["engines"]) and set(body["engines"]) <= {
+        "matting",
+        "matting_fallback",
+    }
     assert body["processing_ms"] >= 0
 
 
@@ -433,7 +436,7 @@ def test_models_lists_operations_engines_and_presets(sqlite_stack: RunningStack,
         "remove-object": 5,
     }
     matting = next(s for s in ops["remove-background"]["stages"] if s["stage"] == "matting")
-    assert matting["engine"] == "classical" and matting["deployed"]
+    assert matting["engine"] == MATTING_ENGINE and matting["deployed"]
     birefnet = next(e for e in matting["engines"] if e["engine"] == "birefnet")
     assert birefnet == {
         "engine": "birefnet",

@@ -15,7 +15,7 @@ import requests
 from PIL import Image
 
 from services.common.samples import make_sample
-from tests.stack.conftest import RunningStack
+from tests.stack.conftest import RunningStack, expected_matting
 
 pytestmark = pytest.mark.stack
 
@@ -76,7 +76,7 @@ def test_product_photo_white_studio_soft_shadow(stack: RunningStack, bottle) -> 
     done = poll(stack, job["generation_id"])
     assert done["status"] == "completed", done
     assert done["format"] == "jpeg"
-    assert done["engines"]["matting"] == "classical"
+    assert expected_matting(done["engines"]), done["engines"]
     assert done["engines"]["background"].startswith("solid")
     assert done["processing_ms"] > 0
 

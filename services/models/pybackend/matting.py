@@ -11,6 +11,9 @@ The network sees the photo at about a megapixel; upsampling its matte to a 4K ph
 would smear every edge over several pixels, and a network's output is rarely exactly
 0 or 1 (ISNet's tops out at 254/255). So:
 
+0. The network's doubt is confined to a band along its edge (`edge_band`): haze deep
+   inside a dark coat, or a ghost of the shelves well behind a motorcycle, is the
+   network hesitating, not transparency.
 1. `sure_fg`/`sure_bg` split the network's matte, upsampled to the photo, into sure
    subject (exactly 255), sure backdrop (exactly 0) and the uncertain band between, so a
    subject's interior is exactly opaque (the compositor keeps alpha 255 pixels
@@ -76,6 +79,12 @@ class FrontParams:
     # refined at full resolution.
     sure_fg: float = 0.98
     sure_bg: float = 0.02
+    # The network's doubt counts only near its edge (within edge_band work pixels of
+    # where its matte crosses 0.5): deeper in, a doubtful pixel is subject (haze in a
+    # dark coat would otherwise survive as partial transparency); farther out, backdrop
+    # (a ghost of the shelves behind a motorcycle). A fringe of hair or fur lies within
+    # the band. 0 keeps every doubtful pixel.
+    edge_band: int = 16
     # Guided filter window radius (work pixels) and regulariser (colour variance, rgb in
     # [0, 1]): smaller follows the photo more closely.
     guide_radius: int = 3
@@ -237,6 +246,19 @@ def upsample_strip(low: np.ndarray, height: int, width: int, r0: int, r1: int) -
     )
 
 
+def confine_doubt(p: np.ndarray, band: int) -> np.ndarray:
+    """`p` with values more than `band` pixels from its 0.5 contour set to 1 (inside)
+    or 0 (outside)."""
+    if band <= 0:
+        return p
+    inside = (p > 0.5).astype(np.uint8)
+    far = np.float32(band)
+    depth_in = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
+    depth_out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
+    out = np.where(depth_in > far, np.float32(1.0), p)
+    return np.where(depth_out > far, np.float32(0.0), out).astype(np.float32)
+
+
 def unmix_colours(
     guide: np.ndarray, p: np.ndarray, params: FrontParams
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -290,6 +312,7 @@ def refine(p: np.ndarray, image: np.ndarray, params: FrontParams) -> np.ndarray:
     """Alpha (uint8 HxW) for `image` (uint8 HxWx3) from the probability map `p`
     (float32 h x w in [0, 1], at the network's resolution)."""
     check_image(image, params)
+    p = confine_doubt(p, params.edge_band)
     h, w = image.shape[:2]
     sh, sw = p.shape
     small = cv2.resize(
