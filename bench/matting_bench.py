@@ -480,6 +480,7 @@ def main() -> int:
     entry = cache_entry(cache_dir, packaged("isnet"))
     rembg_model = args.rembg_model or entry / SOURCE_FILE
     pics = images(args)
+    code = code_state()  # before Triton loads the models: what it serves
     loadavg_before = [round(x, 2) for x in os.getloadavg()]
     started = time.monotonic()
     want_isnet = any(e in wanted for e in ("lightbox-isnet", "lightbox-auto", "rembg")) or bool(
@@ -546,7 +547,8 @@ def main() -> int:
             "seconds": round(time.monotonic() - started, 1),
             "sample_size": args.size,
             "quick": args.quick,
-            "code": code_state(),
+            "code": code,
+            "code_changed_during_run": code_state() != code,
             "isnet": isnet_note,
             "auto_picks": auto_picks,
         },
@@ -558,7 +560,6 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print()
-    code = results["meta"]["code"]
     dirty = f", uncommitted: {', '.join(code['uncommitted'])}" if code.get("uncommitted") else ""
     print(f"code: {code.get('commit')}{dirty}\n")
     print(table(summary, names))
