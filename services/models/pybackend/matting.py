@@ -77,8 +77,8 @@ class FrontParams:
     activation: str = "logits"
     # The network is sure above sure_fg and below sure_bg; in between lies the band
     # refined at full resolution.
-    sure_fg: float = 0.98
-    sure_bg: float = 0.02
+    sure_fg: float = 0.9
+    sure_bg: float = 0.05
     # The network's doubt counts only near its edge (within edge_band work pixels of
     # where its matte crosses 0.5): deeper in, a doubtful pixel is subject (haze in a
     # dark coat would otherwise survive as partial transparency); farther out, backdrop
@@ -88,7 +88,7 @@ class FrontParams:
     # Guided filter window radius (work pixels) and regulariser (colour variance, rgb in
     # [0, 1]): smaller follows the photo more closely.
     guide_radius: int = 3
-    guide_eps: float = 1e-3
+    guide_eps: float = 1e-4
     # Colour unmixing in the band: subject and backdrop colours are estimated next to
     # each uncertain pixel (normalised Gaussian convolution of the sure regions, sigma
     # in work pixels), and the photo's colour is projected between them; where the two
