@@ -40,6 +40,7 @@ only engines measured in the same run should be compared.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -288,6 +289,8 @@ def images(args: argparse.Namespace) -> list[Image]:
     if args.quick:  # the first photo of each kind
         seen: set[str] = set()
         samples = [s for s in samples if not (s.kind in seen or seen.add(s.kind))]  # type: ignore[func-returns-value]
+    if args.kinds:
+        samples = [s for s in samples if s.kind in args.kinds.split(",")]
     if args.samples is not None:
         samples = samples[: args.samples]
     out += [Image(s.name, s.kind, s.rgb, truth=s.alpha) for s in samples]
@@ -416,29 +419,35 @@ def write_sheets(
     return written
 
 
+_MATTING_PATHS = ("model_repository", "services/models", "services/jobs/engines.py")
+
+
+def _git(*argv: str) -> str:
+    return subprocess.run(
+        ["git", *argv], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+
+
 def code_state() -> dict[str, Any]:
-    """The commit measured, and the files of the matting path (Triton models, their
-    python-backend code, the worker's client) that differ from it: the stack serves
-    the working tree, so a run during someone's edit says so."""
-    paths = ["model_repository", "services/models", "services/jobs/engines.py"]
+    """The commit measured, the files of the matting path (Triton models, their
+    python-backend code, the worker's client) that differ from it, and a digest of
+    those files as they are on disk: the stack serves the working tree, so a run
+    during someone's edit says so."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", *paths],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        head = _git("rev-parse", "--short", "HEAD").strip()
+        status = _git("status", "--porcelain", "--untracked-files=no", "--", *_MATTING_PATHS)
+        files = _git("ls-files", "--", *_MATTING_PATHS).splitlines()
     except (OSError, subprocess.CalledProcessError) as exc:
         return {"commit": None, "error": str(exc)}
-    return {"commit": head, "uncommitted": [line[3:] for line in status.splitlines()]}
+    digest = hashlib.sha256()
+    for name in files:
+        path = ROOT / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b""))
+    return {
+        "commit": head,
+        "uncommitted": [line[3:] for line in status.splitlines()],
+        "matting_sha256": digest.hexdigest()[:16],
+    }
 
 
 def main() -> int:
@@ -456,6 +465,7 @@ def main() -> int:
     )
     parser.add_argument("--size", type=int, default=None, help="sample side (1024; quick 512)")
     parser.add_argument("--samples", type=int, default=None, help="only the first N samples")
+    parser.add_argument("--kinds", default="", help="only these kinds, e.g. fur,glass")
     parser.add_argument("--photos", default=None, help="all | none | comma list of names")
     parser.add_argument("--mp-runs", type=int, default=None, help="1 MP stage runs (10)")
     parser.add_argument("--sheets", type=Path, default=None, help="write contact sheets here")
@@ -471,6 +481,8 @@ def main() -> int:
     unknown = [e for e in wanted if e not in (*STACK_ENGINES, "rembg")]
     if unknown:
         parser.error(f"unknown engines {unknown}")
+    if set(args.kinds.split(",")) - {"", *KINDS}:
+        parser.error(f"--kinds takes {', '.join(KINDS)}")
     resolutions = [int(r) for r in args.raw_resolutions.split(",") if r]
 
     from services.models.packages import SOURCE_FILE, cache_entry, packaged
@@ -548,7 +560,9 @@ def main() -> int:
             "sample_size": args.size,
             "quick": args.quick,
             "code": code,
-            "code_changed_during_run": code_state() != code,
+            "code_changed_during_run": (
+                code_state().get("matting_sha256") != code.get("matting_sha256")
+            ),
             "isnet": isnet_note,
             "auto_picks": auto_picks,
         },
