@@ -71,7 +71,11 @@ def test_served_front_matches_the_steps_in_process(
     raw = session.run([p.network_output], {p.network_input: x})[0]
     expected = postprocess(raw, image, p)
     assert served.shape == (480, 640) and served.dtype == np.uint8
-    assert np.abs(served.astype(int) - expected.astype(int)).max() <= 1
+    # The served network may run at bf16 (OpenVINO, ort_runner.py) where this one runs
+    # float32: a random-weight stand-in's answer moves a little, and a pixel near a
+    # threshold may snap the other way.
+    diff = np.abs(served.astype(int) - expected.astype(int))
+    assert diff.mean() < 1.0 and (diff > 8).mean() < 0.01, (diff.mean(), (diff > 8).mean())
 
 
 @pytest.mark.parametrize("model", FRONTS)

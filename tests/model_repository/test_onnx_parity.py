@@ -1,6 +1,6 @@
 """Every production contract's stand-in, served by the real tritonserver (python
-backend over onnxruntime, dynamic batching on, several concurrent clients), returns
-what onnxruntime called directly on the same input returns."""
+backend over onnxruntime or OpenVINO, dynamic batching on, several concurrent clients),
+returns what onnxruntime called directly on the same input returns."""
 
 from __future__ import annotations
 
@@ -87,7 +87,10 @@ def test_served_stand_in_equals_onnxruntime_under_concurrency(
         t.join()
     assert not errors, errors[0]
     assert set(worst) == set(outputs)
-    assert max(worst.values()) <= 1e-5, worst
+    # A contract served by OpenVINO runs at bf16 where the CPU has it (ort_runner.py):
+    # about three significant digits, against onnxruntime's float32 here.
+    tolerance = 1e-5 if contract.cpu_runtime == "onnxruntime" else 1e-2
+    assert max(worst.values()) <= tolerance, worst
 
 
 def test_concurrent_requests_are_batched(production_server: TritonProcess) -> None:
