@@ -37,14 +37,14 @@ models: $(STAMP)
 run: $(GEN_STAMP) models
 	$(VENV)/bin/lightbox run
 
-demo: $(GEN_STAMP)
+demo: $(GEN_STAMP) models
 	$(VENV)/bin/lightbox demo --out out
 
 test: $(GEN_STAMP) models
 	$(PY) -m pytest -q
 
 # Every benchmark script in bench/; each writes bench/results/<name>.json and prints a table.
-bench: $(GEN_STAMP)
+bench: $(GEN_STAMP) models
 	$(PY) -m pip install -q -e '.[bench]'
 	@set -e; for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b; done
 

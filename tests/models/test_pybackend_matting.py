@@ -158,3 +158,25 @@ def test_thin_strands_keep_fractional_alpha() -> None:
     err_raw = np.abs(upsampled[fringe] - truth[fringe]).mean()
     assert err_refined < 0.5 * err_raw
     assert ((alpha[fringe] > 0.05) & (alpha[fringe] < 0.95)).mean() > 0.2
+
+
+@pytest.mark.parametrize("value", [0.0, 0.003, 0.996, 1.0])
+def test_a_network_sure_everywhere_needs_no_refinement(value: float) -> None:
+    image = np.random.default_rng(1).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    alpha = refine(np.full((192, 256), value, np.float32), image, ISNET)
+    assert alpha.shape == (300, 400) and (alpha == (255 if value > 0.5 else 0)).all()
+
+
+def test_only_the_band_is_refined() -> None:
+    """Refinement is computed in the box around the network's doubtful pixels; far from
+    it the answer is the network's, exactly."""
+    image = np.full((1000, 1000, 3), 220, np.uint8)
+    image[400:600, 400:600] = 30
+    p = np.zeros((1024, 1024), np.float32)
+    p[410:614, 410:614] = 1.0
+    p = cv2.GaussianBlur(p, (0, 0), 2.0)
+    alpha = refine(p, image, ISNET)
+    assert (alpha[:300] == 0).all() and (alpha[700:] == 0).all()
+    assert (alpha[450:550, 450:550] == 255).all()
+    edge = alpha[380:420, 500]
+    assert edge[0] == 0 and edge[-1] == 255 and ((edge > 0) & (edge < 255)).sum() <= 4

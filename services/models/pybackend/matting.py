@@ -230,13 +230,22 @@ def _axis_map(size_out: int, size_in: int, lo: int, hi: int) -> np.ndarray:
     return np.clip(pos, 0, size_in - 1)
 
 
-def upsample_strip(low: np.ndarray, height: int, width: int, r0: int, r1: int) -> np.ndarray:
-    """Rows r0..r1-1 of `low` resized bilinearly to height x width, without making
-    the whole resized array."""
-    ys = _axis_map(height, low.shape[0], r0, r1)
-    xs = _axis_map(width, low.shape[1], 0, width)
-    map_x = np.broadcast_to(xs[None, :], (r1 - r0, width))
-    map_y = np.broadcast_to(ys[:, None], (r1 - r0, width))
+def upsample_region(
+    low: np.ndarray,
+    low_size: tuple[int, int],
+    origin: tuple[int, int],
+    size: tuple[int, int],
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+) -> np.ndarray:
+    """Rows x cols of a low_size (h, w) array resized bilinearly to `size` (H, W),
+    from `low`, the crop of it that starts at `origin` (y, x) and covers every source
+    pixel the region reads; without making the whole resized array."""
+    ys = _axis_map(size[0], low_size[0], *rows) - origin[0]
+    xs = _axis_map(size[1], low_size[1], *cols) - origin[1]
+    shape = (rows[1] - rows[0], cols[1] - cols[0])
+    map_x = np.broadcast_to(xs[None, :], shape)
+    map_y = np.broadcast_to(ys[:, None], shape)
     return cv2.remap(
         low,
         np.ascontiguousarray(map_x),
@@ -244,6 +253,18 @@ def upsample_strip(low: np.ndarray, height: int, width: int, r0: int, r1: int) -
         cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
+
+
+def _unsettled_box(p: np.ndarray, lo: float, hi: float) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) bounding the work pixels whose 3x3 neighbourhood is not all
+    sure subject or all sure backdrop; None when there are none. Outside it, every
+    bilinear sample of `p` is beyond a threshold, so alpha there is 0 or 255 as is."""
+    k = np.ones((3, 3), np.uint8)
+    settled = cv2.erode((p >= hi).astype(np.uint8), k) | cv2.erode((p <= lo).astype(np.uint8), k)
+    ys, xs = np.nonzero(settled == 0)
+    if ys.size == 0:
+        return None
+    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
 
 
 def confine_doubt(p: np.ndarray, band: int) -> np.ndarray:
@@ -315,30 +336,50 @@ def refine(p: np.ndarray, image: np.ndarray, params: FrontParams) -> np.ndarray:
     p = confine_doubt(p, params.edge_band)
     h, w = image.shape[:2]
     sh, sw = p.shape
+    lo, hi = np.float32(params.sure_bg), np.float32(params.sure_fg)
+    # Outside the box of unsettled work pixels the network is sure everywhere around:
+    # alpha is its thresholded answer. Only the box is refined (most of a product
+    # photo's pixels are sure subject or sure backdrop).
+    alpha = cv2.resize(
+        (p >= hi).astype(np.uint8) * np.uint8(255), (w, h), interpolation=cv2.INTER_NEAREST
+    )
+    box = _unsettled_box(p, float(lo), float(hi))
+    if box is None:
+        return alpha
     small = cv2.resize(
         image, (sw, sh), interpolation=cv2.INTER_AREA if h * w > sh * sw else cv2.INTER_LINEAR
     )
-    guide = small.astype(np.float32) * np.float32(1 / 255.0)
-    a, b = guided_coefficients(guide, p, params.guide_radius, params.guide_eps)
-    # h x w x C: A (3), b, p [, F (3), B (3), unmix weight]
-    planes = [a, b, p]
+    # The filters read around the box: the guided filter's two box passes and the
+    # near colour estimate (3 sigma); the far one is cut at the crop and mirrored.
+    margin = 2 * params.guide_radius + 2 + int(np.ceil(3 * params.unmix_sigma)) + 2
+    y0, y1 = max(0, box[0] - margin), min(sh, box[1] + margin)
+    x0, x1 = max(0, box[2] - margin), min(sw, box[3] + margin)
+    pc = np.ascontiguousarray(p[y0:y1, x0:x1])
+    guide = small[y0:y1, x0:x1].astype(np.float32) * np.float32(1 / 255.0)
+    a, b = guided_coefficients(guide, pc, params.guide_radius, params.guide_eps)
+    # crop x C: A (3), b, p [, F (3), B (3), unmix weight]
+    planes = [a, b, pc]
     unmix = params.unmix_contrast > 0 and params.unmix_sigma > 0
     if unmix:
-        fg, bg, weight = unmix_colours(guide, p, params)
+        fg, bg, weight = unmix_colours(guide, pc, params)
         planes += [fg, bg, weight]
     low = np.dstack(planes)
-    lo, hi = np.float32(params.sure_bg), np.float32(params.sure_fg)
-    alpha = np.empty((h, w), np.uint8)
-    for r0 in range(0, h, params.strip_rows):
-        r1 = min(h, r0 + params.strip_rows)
-        up = upsample_strip(low, h, w, r0, r1)
+    # Full-resolution pixels whose bilinear sources may fall in the box (one spare
+    # pixel each side for rounding).
+    fy0 = max(0, int(np.floor((box[0] - 1) * h / sh)) - 1)
+    fy1 = min(h, int(np.ceil((box[1] + 1) * h / sh)) + 1)
+    fx0 = max(0, int(np.floor((box[2] - 1) * w / sw)) - 1)
+    fx1 = min(w, int(np.ceil((box[3] + 1) * w / sw)) + 1)
+    for r0 in range(fy0, fy1, params.strip_rows):
+        r1 = min(fy1, r0 + params.strip_rows)
+        up = upsample_region(low, (sh, sw), (y0, x0), (h, w), (r0, r1), (fx0, fx1))
         # Where the network is sure, its answer stands, exactly; the refinement decides
         # only the band between (upsampled, so a 4K photo gets its edge from the photo).
         p_up = up[..., 4]
         out = (p_up >= hi).astype(np.float32)
         band = (p_up > lo) & (p_up < hi)
         u = up[band]  # N x C, the band's pixels only
-        rgb = image[r0:r1][band].astype(np.float32) * np.float32(1 / 255.0)
+        rgb = image[r0:r1, fx0:fx1][band].astype(np.float32) * np.float32(1 / 255.0)
         r, g, bl = rgb[:, 0], rgb[:, 1], rgb[:, 2]
         refined = u[:, 0] * r + u[:, 1] * g + u[:, 2] * bl + u[:, 3]
         if unmix:
@@ -348,7 +389,7 @@ def refine(p: np.ndarray, image: np.ndarray, params: FrontParams) -> np.ndarray:
             refined += u[:, 11] * (mixed - refined)
         refined = np.where(refined >= hi, np.float32(1.0), np.where(refined <= lo, 0.0, refined))
         out[band] = refined
-        alpha[r0:r1] = (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        alpha[r0:r1, fx0:fx1] = (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return alpha
 
 
