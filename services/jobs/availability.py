@@ -17,6 +17,14 @@ from services.common.grpcutil import error_from_rpc
 
 # Presets that always need a generative model, whatever the prompt says.
 GENERATIVE_PRESETS = {"custom"}
+# Operations whose pipeline mattes the photo.
+MATTING_OPERATIONS = {"product-photo", "remove-background", "replace-background"}
+# Engine names of LIGHTBOX_MATTING_ENGINE and the Triton model each needs.
+MATTING_MODELS = {
+    "birefnet": models.MATTING_BIREFNET,
+    "isnet": models.MATTING_ISNET,
+    "classical": models.MATTING_CLASSICAL,
+}
 
 
 class Availability:
@@ -25,9 +33,13 @@ class Availability:
         compositor: compositor_pb2_grpc.CompositorServiceStub,
         ready_models: Callable[[], set[str]],
         cache_seconds: float = 2.0,
+        matting_engine: str = "auto",
     ) -> None:
+        if matting_engine != "auto" and matting_engine not in MATTING_MODELS:
+            raise ValueError(f"unknown matting engine {matting_engine!r}")
         self._compositor = compositor
         self._ready_models = ready_models
+        self._matting_engine = matting_engine
         self._cache_seconds = cache_seconds
         self._cached: tuple[float, set[str]] = (0.0, set())
 
@@ -66,6 +78,13 @@ class Availability:
         return resolved.drawable
 
     def check(self, operation: str, params: dict[str, Any]) -> None:
+        if operation in MATTING_OPERATIONS and self._matting_engine != "auto":
+            # The operator pinned one engine; the worker will not substitute another, so
+            # a request it cannot serve is refused now (not charged) rather than failed.
+            self._require(
+                MATTING_MODELS[self._matting_engine],
+                f"Matting (LIGHTBOX_MATTING_ENGINE={self._matting_engine})",
+            )
         if operation == "product-photo":
             preset = str(params.get("preset") or "white-studio")
             prompt = str(params.get("background_prompt") or "")

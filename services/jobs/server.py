@@ -31,7 +31,9 @@ def build_server(
 ) -> tuple[grpc.Server, int]:
     compositor = compositor_pb2_grpc.CompositorServiceStub(channel(settings.compositor_addr))
     engines = TritonEngines(settings.triton_grpc_addr, timeout_s=5.0)
-    availability = Availability(compositor, engines.ready_models)
+    availability = Availability(
+        compositor, engines.ready_models, matting_engine=settings.matting_engine
+    )
     server, port, health = make_server(address or settings.bind_address(settings.jobs_addr))
     jobs_pb2_grpc.add_JobServiceServicer_to_server(
         JobService(store, load_operations(), availability, settings), server
