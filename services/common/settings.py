@@ -47,6 +47,11 @@ class CommonSettings(BaseSettings):
     # The Triton model repository this stack serves, where GET /v1/models reads the
     # provenance of provisioned models. Default: the checkout's model_repository/.
     model_repository: Path | None = None
+    # Which matting engine serves: "auto" (BiRefNet if installed, else ISNet, else the
+    # classical engine) or one of them by name. The workers never replace a named
+    # engine; the jobs API refuses requests it cannot serve (503, not charged) and
+    # GET /v1/models reports it.
+    matting_engine: Literal["auto", "birefnet", "isnet", "classical"] = "auto"
 
     @model_validator(mode="after")
     def _derive(self) -> CommonSettings:

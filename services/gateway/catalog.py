@@ -307,12 +307,21 @@ class Catalog:
                 install=None if up or e.model is None else _install_hint(e.model),
             )
 
+        # LIGHTBOX_MATTING_ENGINE pins one matting engine on the workers (and at submit):
+        # that one serves or nothing does.
+        pinned = getattr(self.gw.settings, "matting_engine", "auto")
+
+        def choose(stage: Stage, outs: list[EngineOut]) -> EngineOut | None:
+            if stage.stage == _MATTING.stage and pinned != "auto":
+                return next((e for e in outs if e.engine == pinned and e.deployed), None)
+            return next((e for e in outs if e.deployed), None)
+
         operations = []
         for op in table:
             stages = []
             for stage in STAGES.get(op.name, ()):
                 engines = [engine_out(e) for e in stage.engines]
-                serving = next((e for e in engines if e.deployed), None)
+                serving = choose(stage, engines)
                 stages.append(
                     StageOut(
                         stage=stage.stage,
@@ -343,8 +352,8 @@ class Catalog:
         for stages in STAGES.values():
             for stage in stages:
                 if any(e.model for e in stage.engines):
-                    serving = next((e for e in stage.engines if engine_out(e).deployed), None)
-                    active[stage.stage] = serving.engine if serving else None
+                    chosen = choose(stage, [engine_out(e) for e in stage.engines])
+                    active[stage.stage] = chosen.engine if chosen else None
         body = CatalogBody(
             operations=operations,
             presets=presets or [],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -51,10 +51,6 @@ class JobsSettings(CommonSettings):
     # How long one Triton inference may take before the stage is treated as failed (transient).
     triton_timeout_seconds: float = Field(300.0, gt=0)
     compositor_timeout_seconds: float = Field(120.0, gt=0)
-    # Which matting engine serves: "auto" (BiRefNet if installed, else ISNet, else the
-    # classical engine) or one of them by name; a named engine that is not ready fails
-    # the job with model_unavailable instead of being replaced.
-    matting_engine: Literal["auto", "birefnet", "isnet", "classical"] = "auto"
     # Concurrent pipelines in one worker process.
     worker_threads: int = Field(1, ge=1, le=64)
     # Where a worker serves its Prometheus metrics (stage timings); default

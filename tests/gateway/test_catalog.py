@@ -33,8 +33,11 @@ PROVENANCE = {
 
 
 class _Catalog(Catalog):
-    def __init__(self, repo: Path | None, ready: set[str] | None) -> None:
-        super().__init__(SimpleNamespace(settings=SimpleNamespace(model_repository=repo)))  # type: ignore[arg-type]
+    def __init__(
+        self, repo: Path | None, ready: set[str] | None, matting_engine: str = "auto"
+    ) -> None:
+        settings = SimpleNamespace(model_repository=repo, matting_engine=matting_engine)
+        super().__init__(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
         self._ready_set = ready
 
     async def ready_models(self) -> set[str] | None:
@@ -51,8 +54,10 @@ class _Catalog(Catalog):
         return []
 
 
-def _body(repo: Path | None, ready: set[str] | None) -> dict[str, Any]:
-    return asyncio.run(_Catalog(repo, ready).body())
+def _body(
+    repo: Path | None, ready: set[str] | None, matting_engine: str = "auto"
+) -> dict[str, Any]:
+    return asyncio.run(_Catalog(repo, ready, matting_engine).body())
 
 
 def _provisioned(repo: Path) -> None:
@@ -107,6 +112,18 @@ def test_missing_isnet_says_why_and_how_to_install_it(tmp_path: Path) -> None:
     assert any("--from-tarball" in c for c in isnet["install"])
     assert any("lightbox models install matting_isnet FILE.onnx" in c for c in isnet["install"])
     assert isnet["licence"]["model"].startswith("MIT")
+
+
+def test_a_pinned_matting_engine_is_what_the_catalog_reports(tmp_path: Path) -> None:
+    _provisioned(tmp_path)
+    body = _body(tmp_path, ISNET_READY, matting_engine="classical")
+    assert body["engines"]["matting"] == "classical"
+    # Pinned to an engine that is not deployed: nothing serves matting.
+    body = _body(tmp_path, {"matting_classical"}, matting_engine="isnet")
+    assert body["engines"]["matting"] is None
+    (stage,) = body["operations"][0]["stages"]
+    assert stage["engine"] is None and not stage["deployed"]
+    assert not body["operations"][0]["available"]
 
 
 def test_installed_but_not_loaded_is_not_deployed(tmp_path: Path) -> None:
