@@ -63,3 +63,14 @@ def test_preserved_shadow_lands_on_the_new_background() -> None:
 def test_no_subject_no_shadow() -> None:
     source, _ = scene_with_shadow(64)
     assert estimate_cast_shadow(source, np.zeros((64, 64), np.uint8)) is None
+
+
+def test_a_textured_backdrop_keeps_no_shadow() -> None:
+    """Stripes behind the subject (a flag, planks) are not a shadow to carry over."""
+    source, subject = scene_with_shadow()
+    stripes = (np.arange(source.shape[1]) // 12 % 2 == 0)[None, :, None]
+    textured = np.where(stripes, source, (source * 0.55).astype(np.uint8))
+    a = subject[:, :, 3:4].astype(np.float32) / 255.0
+    shot = np.rint(subject[:, :, :3] * a + textured * (1.0 - a)).astype(np.uint8)
+    assert estimate_cast_shadow(shot, subject[:, :, 3]) is None
+    assert estimate_cast_shadow(source, subject[:, :, 3]) is not None
