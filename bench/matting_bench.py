@@ -287,8 +287,10 @@ def images(args: argparse.Namespace) -> list[Image]:
     size = (args.size, args.size)
     samples = list(varied_samples(size=size))
     if args.quick:  # the first photo of each kind
-        seen: set[str] = set()
-        samples = [s for s in samples if not (s.kind in seen or seen.add(s.kind))]  # type: ignore[func-returns-value]
+        first: dict[str, Any] = {}
+        for s in samples:
+            first.setdefault(s.kind, s)
+        samples = list(first.values())
     if args.kinds:
         samples = [s for s in samples if s.kind in args.kinds.split(",")]
     if args.samples is not None:

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from services.common.photos import Probe, probe
+from services.compositor.contact_sheet import LABEL_HEIGHT, label
 
-LABEL_HEIGHT = 22
 _SUBJECT, _BACKGROUND = (40, 220, 60), (230, 40, 230)
 _RIGHT, _WRONG = (40, 220, 60), (240, 30, 30)
 
@@ -65,20 +65,6 @@ def _point(shape: tuple[int, ...], p: Probe, cell: int) -> tuple[int, int]:
     return (cell - nw) // 2 + int(p.x * nw), (cell - nh) // 2 + int(p.y * nh)
 
 
-def _label(strip: np.ndarray, text: str) -> None:
-    strip[:] = (32, 32, 32)
-    cv2.putText(
-        strip,
-        text,
-        (5, strip.shape[0] - 7),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.42,
-        (235, 235, 235),
-        1,
-        cv2.LINE_AA,
-    )
-
-
 def contact_sheet(rows: Sequence[SheetRow], engines: Sequence[str], cell: int = 256) -> np.ndarray:
     """The sheet: a label strip over each cell; columns photo, truth (left out when no
     row has one), then alpha and cut-out per engine (a missing engine's cells stay dark
@@ -112,7 +98,7 @@ def contact_sheet(rows: Sequence[SheetRow], engines: Sequence[str], cell: int = 
             cells.append((f"{engine} cut-out", _fit(checkerboard_cutout(row.rgb, alpha), cell)))
         for c, (text, image) in enumerate(cells):
             x0 = c * cell
-            _label(sheet[y0 : y0 + LABEL_HEIGHT, x0 : x0 + cell], text)
+            label(sheet[y0 : y0 + LABEL_HEIGHT, x0 : x0 + cell], text)
             if image is not None:
                 sheet[y0 + LABEL_HEIGHT : y0 + row_h, x0 : x0 + cell] = image
     return sheet

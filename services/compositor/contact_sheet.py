@@ -25,7 +25,7 @@ SHEET_SCALE = 0.62
 SHEET_Y = 52.0
 
 
-def _label(strip: np.ndarray, text: str) -> None:
+def label(strip: np.ndarray, text: str) -> None:
     """Write `text` on an RGB uint8 strip, in place."""
     strip[:] = (32, 32, 32)
     cv2.putText(
@@ -68,5 +68,5 @@ def make_contact_sheet(
             spec = ComposeSpec(background, layout, SHADOW_STYLES[shadow], seed=seed)
             x0, y0 = c * cell, r * row_h
             sheet[y0 : y0 + cell, x0 : x0 + cell] = compose(subject, spec).pixels
-            _label(sheet[y0 + cell : y0 + row_h, x0 : x0 + cell], f"{preset} / {shadow}")
+            label(sheet[y0 + cell : y0 + row_h, x0 : x0 + cell], f"{preset} / {shadow}")
     return sheet
