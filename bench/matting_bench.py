@@ -487,12 +487,12 @@ def main() -> int:
         parser.error(f"--kinds takes {', '.join(KINDS)}")
     resolutions = [int(r) for r in args.raw_resolutions.split(",") if r]
 
-    from services.models.packages import SOURCE_FILE, cache_entry, packaged
+    from services.models.packages import cache_entry, packaged
 
     cache_dir = CommonSettings().cache_dir
     assert cache_dir is not None
     entry = cache_entry(cache_dir, packaged("isnet"))
-    rembg_model = args.rembg_model or entry / SOURCE_FILE
+    rembg_model = args.rembg_model or entry / packaged("isnet").source.filename
     pics = images(args)
     code = code_state()  # before Triton loads the models: what it serves
     loadavg_before = [round(x, 2) for x in os.getloadavg()]

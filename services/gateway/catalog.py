@@ -32,6 +32,12 @@ class Engine:
     # "production" (operator-installed weights, GPU), "provisioned" (weights from a
     # registry package, installed by `make run`), "embedded" (CPU, no weights)
     kind: str
+    # Further front models the engine needs (one per scale): deployed only with all.
+    also: tuple[str, ...] = ()
+
+    @property
+    def fronts(self) -> tuple[str, ...]:
+        return (self.model, *self.also) if self.model else ()
 
 
 @dataclass(frozen=True)
@@ -85,9 +91,14 @@ STAGES: dict[str, tuple[Stage, ...]] = {
             "upscale",
             (
                 Engine("realesrgan", models.UPSCALE_ESRGAN, "production"),
+                Engine(
+                    "rrdn", models.UPSCALE_RRDN_X4, "provisioned", also=(models.UPSCALE_RRDN_X2,)
+                ),
                 Engine("lanczos", models.UPSCALE_LANCZOS, "embedded"),
             ),
-            note="The embedded engine is Lanczos resampling plus an unsharp mask.",
+            note="RRDN (ESRGAN-family, x2 and x4 models) is provisioned from an npm package "
+            "by `make run` (see `packaged`); Lanczos resampling plus an unsharp mask serves "
+            "only when no super-resolution network is deployed, and the job says so.",
         ),
     ),
     "restore-face": (
@@ -298,13 +309,13 @@ class Catalog:
 
         def engine_out(e: Engine) -> EngineOut:
             # A front model counts only with every model it calls (its ONNX weights).
-            up = e.model is None or models.usable(e.model, deployed)
+            missing = [m for m in e.fronts if not models.usable(m, deployed)]
             return EngineOut(
                 engine=e.engine,
                 model=e.model,
                 kind=e.kind,
-                deployed=up,
-                install=None if up or e.model is None else _install_hint(e.model),
+                deployed=not missing,
+                install=_install_hint(missing[0]) if missing else None,
             )
 
         # LIGHTBOX_MATTING_ENGINE pins one matting engine on the workers (and at submit):
@@ -346,7 +357,7 @@ class Catalog:
                 )
             )
         known = sorted(
-            {e.model for stages in STAGES.values() for s in stages for e in s.engines if e.model}
+            {m for stages in STAGES.values() for s in stages for e in s.engines for m in e.fronts}
         )
         active: dict[str, str | None] = {}
         for stages in STAGES.values():

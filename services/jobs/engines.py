@@ -41,10 +41,16 @@ MATTING_CHOICES = ("auto", *(engine for _, engine in MATTING_ENGINES))
 # Engines of the other image stages, best first: (Triton model, engine name recorded on
 # the job). A production front model serves only when it and every model it calls
 # (models.REQUIRES) are ready; the embedded engines need nothing else.
-UPSCALE_ENGINES: tuple[tuple[str, str], ...] = (
-    (models.UPSCALE_ESRGAN, "realesrgan"),
-    (models.UPSCALE_LANCZOS, "lanczos"),
-)
+# Upscaling is chosen per scale: Real-ESRGAN (x4, resampled for 2x) when an operator
+# installed it, then the provisioned RRDN model of that very scale, then Lanczos.
+UPSCALE_ENGINES: dict[int, tuple[tuple[str, str], ...]] = {
+    scale: (
+        (models.UPSCALE_ESRGAN, "realesrgan"),
+        (rrdn, "rrdn"),
+        (models.UPSCALE_LANCZOS, "lanczos"),
+    )
+    for scale, rrdn in ((2, models.UPSCALE_RRDN_X2), (4, models.UPSCALE_RRDN_X4))
+}
 INPAINT_ENGINES: tuple[tuple[str, str], ...] = (
     (models.INPAINT_LAMA, "lama"),
     (models.INPAINT_TELEA, "telea"),
@@ -167,6 +173,18 @@ class TritonEngines:
             + models.INSTALL_HINT.get(models.MATTING_ISNET, "")
         ).strip()
 
+    @staticmethod
+    def upscale_fallback_note(engine: str, scale: int) -> str | None:
+        """Why Lanczos served, when it did: no super-resolution network is installed for
+        this scale (None when a network served)."""
+        if engine != "lanczos":
+            return None
+        return (
+            f"Lanczos resampling with an unsharp mask served because no super-resolution "
+            f"network is installed for {scale}x; it enlarges without adding detail. "
+            + models.INSTALL_HINT.get(UPSCALE_ENGINES[scale][1][0], "")
+        ).strip()
+
     def matting(self, rgb: np.ndarray) -> tuple[np.ndarray, str]:
         """Alpha matte of `rgb` (uint8 HxWx3 RGB) as uint8 HxW, and the engine name
         that made it ("birefnet", "isnet" or "classical")."""
@@ -194,12 +212,12 @@ class TritonEngines:
 
     def upscale(self, rgb: np.ndarray, scale: int) -> tuple[np.ndarray, str]:
         """`rgb` (uint8 HxWx3 RGB) enlarged `scale` (2 or 4) times: uint8
-        (scale*H)x(scale*W)x3, and the engine that made it ("realesrgan" or
+        (scale*H)x(scale*W)x3, and the engine that made it ("realesrgan", "rrdn" or
         "lanczos")."""
         _check_rgb(rgb, "upscale")
         if scale not in UPSCALE_SCALES:
             raise InvalidParameter("scale", f"scale must be 2 or 4, not {scale}")
-        model, engine = self._choose("upscale", UPSCALE_ENGINES)
+        model, engine = self._choose("upscale", UPSCALE_ENGINES[scale])
         out = self._infer(
             model,
             {"IMAGE": np.ascontiguousarray(rgb), "SCALE": np.array([scale], dtype=np.int32)},

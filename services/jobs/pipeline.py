@@ -288,13 +288,17 @@ class Pipeline:
         rgb, alpha = self._decode(job, stage)
         stage("upscale")
         out, engine = self.engines.upscale(rgb, scale)
+        engines = {"upscale": engine}
+        note = self.engines.upscale_fallback_note(engine, scale)
+        if note:
+            engines["upscale_fallback"] = note
         if alpha is not None:
             # No model draws alpha: a cut-out's edge is resampled to stay on its pixels.
             size = (out.shape[1], out.shape[0])
             out = np.dstack([out, cv2.resize(alpha, size, interpolation=cv2.INTER_LANCZOS4)])
         stage("encode")
         encoded = self._encode_pixels(out, p, "png")
-        return Result.of(encoded, {"upscale": engine}, ["upscale"])
+        return Result.of(encoded, engines, ["upscale"])
 
     def _remove_object(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         """Erase what the uploaded mask marks (job.inputs["mask"], white = remove) or,

@@ -9,6 +9,8 @@ axis, and enough structure to exercise its front model's pre/post-processing:
   matting_isnet_onnx      pooled convs -> a probability that follows local brightness
                           (any H, W that are multiples of 64, like ISNet)
   upscale_realesrgan_onnx the real RRDBNet at 8 features, 1 block (x4, any size)
+  upscale_rrdn_x{2,4}_onnx idealo's RRDN at toy sizes, written as a TensorFlow.js layers
+                          model and converted by the provisioning converter (rrdn.py)
   inpaint_lama_onnx       a conv net over the masked image and the mask (any size)
   segment_clipseg_onnx    token embeddings (a tiny CLIP BPE vocabulary) modulating convs
   face_detector_onnx      YuNet's 12 outputs; a bright 32-px cell scores high, so a
@@ -27,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
@@ -174,6 +177,12 @@ def _build(name: str, out: Path, tokenizer_dir: Path) -> None:
     elif front == "upscale_realesrgan":
         net = RRDBNet(RRDBConfig(num_feat=8, num_block=1, num_grow_ch=4))
         _export(net, (torch.rand(1, 3, 32, 32),), contract, out)
+    elif front.startswith("upscale_rrdn_x"):
+        from services.models import rrdn
+
+        layers, weights = rrdn.tiny_layers_model(int(front[-1]), seed=int(torch.initial_seed()))
+        model, _ = rrdn.convert(layers, weights)
+        onnx.save(model, str(out))
     elif front == "inpaint_lama":
         args = (torch.rand(1, 3, 64, 64), (torch.rand(1, 1, 64, 64) > 0.5).float())
         _export(_Lama(), args, contract, out)
@@ -200,7 +209,7 @@ def write_tokenizer(out_dir: Path) -> int:
 
 
 def _fingerprint() -> str:
-    sources = [Path(__file__), Path(__file__).with_name("contracts.py")]
+    sources = [Path(__file__), *(Path(__file__).with_name(n) for n in ("contracts.py", "rrdn.py"))]
     digest = hashlib.sha256()
     for src in sources:
         digest.update(src.read_bytes())

@@ -14,12 +14,14 @@ import tritonclient.grpc as triton_grpc
 
 from services.common.samples import make_sample
 from services.common.triton import TritonProcess
-from tests.model_repository.triton_fixtures import config_parameters, load_model_module
+from tests.model_repository.triton_fixtures import config_parameters
 
 
 @pytest.fixture(scope="module")
 def tiling() -> ModuleType:
-    return load_model_module("upscale_realesrgan", "tiling")
+    from services.models.pybackend import tiling
+
+    return tiling
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,19 @@ def test_tiles_cover_the_image_with_the_overlap(tiling: ModuleType) -> None:
     starts = tiling.tile_starts(1000, 256, 16)
     assert starts[-1] == 1000 - 256
     assert all(b - a <= 256 - 16 for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_cores_are_balanced_instead_of_one_shifted_back(tiling: ModuleType) -> None:
+    # 520 px with 512 px tiles: two cores of 268 (536 px of network input), not two of
+    # 512 where the second almost repeats the first.
+    assert tiling.core_size(520, 512, 16) == 268
+    assert tiling.tile_starts(520, 268, 16) == [0, 252]
+    assert tiling.core_size(200, 256, 16) == 200
+    for length in range(17, 2000, 37):
+        core = tiling.core_size(length, 256, 16)
+        starts = tiling.tile_starts(length, core, 16)
+        assert core <= 256 and starts[0] == 0 and starts[-1] + core == length
+        assert all(b - a <= core - 16 for a, b in zip(starts, starts[1:], strict=False))
 
 
 def test_tiled_equals_untiled_away_from_the_borders(tiling: ModuleType, run) -> None:  # type: ignore[no-untyped-def]

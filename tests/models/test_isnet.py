@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from services.common.settings import CommonSettings
 from services.models import isnet
 from services.models.contracts import resolve
-from services.models.packages import ONNX_FILE, PACKAGED, SOURCE_FILE, cache_entry, read_cache
+from services.models.packages import ONNX_FILE, PACKAGED, cache_entry, read_cache
 from services.models.signature import check_signature, read_signature
 from services.models.testmodels import make_test_models
 from tests.models.package_fixtures import fp16_isnet_like
@@ -124,7 +124,7 @@ def test_real_converted_model_matches_the_package_at_1024() -> None:
     assert cache is not None
     p = PACKAGED["isnet"]
     entry = cache_entry(cache, p)
-    if read_cache(entry, p) is None or not (entry / SOURCE_FILE).is_file():
+    if read_cache(entry, p) is None or not (entry / p.source.filename).is_file():
         pytest.skip(f"ISNet is not in the cache ({entry}): `lightbox models fetch isnet`")
-    check = isnet.check_conversion(entry / SOURCE_FILE, entry / ONNX_FILE)
+    check = isnet.check_conversion(entry / p.source.filename, entry / ONNX_FILE)
     assert check.max_abs_diff <= 1e-3

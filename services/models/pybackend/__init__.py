@@ -4,6 +4,11 @@ instead of copied into each model's version folder:
     triton_bls      typed config.pbtxt `parameters`, tensor dtype checks against the
                     config, BLS calls to other models with their errors, error responses
     clip_tokenizer  CLIP's BPE tokenizer in plain Python (sdxl, segment_clipseg)
+    matting, matting_model
+                    the learned-matting front (matting_isnet, matting_birefnet)
+    tiling, upscale_model
+                    the tiled super-resolution front (upscale_realesrgan,
+                    upscale_rrdn_x2, upscale_rrdn_x4); tiling is plain numpy/OpenCV
 
 Models import them as `from services.models.pybackend.triton_bls import ...`, inside
 Triton's python stub only: `triton_bls` needs `triton_python_backend_utils`, which exists

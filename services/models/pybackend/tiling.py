@@ -1,5 +1,7 @@
-"""Tiled super-resolution over any ONNX upscaler of the upscale_realesrgan contract
-(float32 NCHW RGB in [0, 1] -> the same at model_scale x the size).
+"""Tiled super-resolution over any ONNX upscaler of the upscale contracts (float32
+NCHW RGB in [0, 1] -> the same at model_scale x the size): Real-ESRGAN x4 and the
+provisioned RRDN x2 / x4 (services/models/contracts.py). Pure numpy/OpenCV: the Triton
+front is upscale_model.py; tests run this in-process.
 
 The image is cut into tiles of `tile` px (cores) that overlap by `overlap` px; each
 tile is run with `pad` px of context on every side (cropped off the result, so the
@@ -40,6 +42,8 @@ class ModelOutputError(RuntimeError):
 class TileParams:
     """Knobs; the model reads them from config.pbtxt `parameters`."""
 
+    # The ONNX model the front calls over BLS.
+    network_model: str = "upscale_realesrgan_onnx"
     # Core tile side in input pixels, and the context run around it (discarded).
     tile: int = 256
     pad: int = 16
@@ -47,7 +51,8 @@ class TileParams:
     overlap: int = 16
     # Tiles per call to the ONNX model (Triton may batch further across requests).
     tile_batch: int = 4
-    # The ONNX model's own scale factor (Real-ESRGAN x4plus: 4); checked on every call.
+    # The ONNX model's own scale factor (Real-ESRGAN x4plus: 4, RRDN x2: 2); checked on
+    # every call.
     model_scale: int = 4
     min_side: int = 1
     max_output_side: int = 8192
@@ -62,17 +67,22 @@ class TileParams:
 
 
 def parse_params(raw: dict[str, str]) -> TileParams:
-    """TileParams from config.pbtxt strings; unknown keys and bad values raise."""
+    """TileParams from config.pbtxt strings, as the Triton front parses them
+    (triton_bls.parse_params, which needs Triton's stub): unknown keys and bad values
+    raise."""
     values: dict[str, Any] = {}
-    known = {f.name for f in dataclasses.fields(TileParams)}
-    unknown = sorted(set(raw) - known)
+    fields = {f.name: f for f in dataclasses.fields(TileParams)}
+    unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ValueError(f"unknown upscale_realesrgan parameters {unknown}; known: {sorted(known)}")
+        raise ValueError(f"unknown upscale parameters {unknown}; known: {sorted(fields)}")
     for key, text in raw.items():
+        if fields[key].type == "str":
+            values[key] = text
+            continue
         try:
             values[key] = int(text)
         except ValueError as exc:
-            raise ValueError(f"upscale_realesrgan parameter {key}={text!r} is not an int") from exc
+            raise ValueError(f"upscale parameter {key}={text!r} is not an int") from exc
     return TileParams(**values)
 
 
@@ -91,6 +101,17 @@ def check_request(image: np.ndarray, scale: int, params: TileParams) -> None:
             f"{w}x{h} at {scale}x would be {w * scale}x{h * scale}; the limit is "
             f"{params.max_output_side} px a side"
         )
+
+
+def core_size(length: int, tile: int, overlap: int) -> int:
+    """The side of equal cores, at most `tile`, that cover 0..length in the fewest
+    cores overlapping by `overlap`, spread evenly: 520 px with tile 512 makes two
+    cores of 268, not a 512 and a second 512 shifted back over the first (which would
+    run the network on nearly twice the pixels)."""
+    if length <= tile:
+        return length
+    n = -(-(length - overlap) // (tile - overlap))
+    return -(-(length + (n - 1) * overlap) // n)
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -133,7 +154,8 @@ def upscale_tiled(image: np.ndarray, scale: int, run: RunFn, params: TileParams)
     check_request(image, scale, params)
     h, w = image.shape[:2]
     m = params.model_scale
-    th, tw = min(params.tile, h), min(params.tile, w)
+    th = core_size(h, params.tile, params.overlap)
+    tw = core_size(w, params.tile, params.overlap)
     ys, xs = tile_starts(h, th, params.overlap), tile_starts(w, tw, params.overlap)
     out = np.empty((h * scale, w * scale, 3), np.uint8) if scale <= m else None
     full = np.empty((h * m, w * m, 3), np.uint8) if scale > m else None
