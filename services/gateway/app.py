@@ -21,11 +21,12 @@ from services.gateway.catalog import Catalog
 from services.gateway.context import Gateway
 from services.gateway.limits import BodyLimitMiddleware
 from services.gateway.middleware import RequestContextMiddleware
-from services.gateway.openapi import with_error_bodies
+from services.gateway.openapi import install_docs, with_error_bodies
 from services.gateway.routes_operator import operator_router
 from services.gateway.routes_v1 import v1_router
 from services.gateway.routes_v2 import v2_router
 from services.gateway.settings import GatewaySettings
+from services.gateway.studio import install_studio
 from services.gateway.submit import Submitter, validation_error
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version="1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # /docs is served from local files (install_docs); FastAPI's pages use a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.gateway = gw
     # Added last = outermost: the request context sees (and labels) the 413s too.
@@ -102,6 +106,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(v1_router(gw, auth, submitter, catalog))
     app.include_router(v2_router(gw, auth, submitter))
     app.include_router(operator_router(gw))
+    install_docs(app)
+    install_studio(app, gw)
 
     default_openapi = app.openapi
 

@@ -1,15 +1,24 @@
 """OpenAPI descriptions the routes cannot derive themselves: request bodies that
 come as multipart or JSON, the optional submit headers, the error bodies of
-each status code, and the headers every response carries."""
+each status code, and the headers every response carries. Also /docs, Swagger
+UI served from the files the swagger-ui-bundle-v2 package ships (Apache-2.0), so
+the page renders on a machine without internet."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+import swagger_ui_bundle
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from services.gateway.views import ErrorBody
+
+DOCS_ASSETS = "/docs/assets"
 
 ERROR_TEXT = {
     400: "Malformed request, undecodable image, both or neither image inputs, or a refused "
@@ -83,7 +92,10 @@ def _inline(schema: Any, defs: dict[str, Any]) -> Any:
     if isinstance(schema, dict):
         ref = schema.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            return _inline(copy.deepcopy(defs[ref.removeprefix("#/$defs/")]), defs)
+            # Keep what sits beside the $ref (a field's default and description).
+            target = copy.deepcopy(defs[ref.removeprefix("#/$defs/")])
+            beside = {k: v for k, v in schema.items() if k != "$ref"}
+            return _inline({**target, **beside}, defs)
         return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
     if isinstance(schema, list):
         return [_inline(v, defs) for v in schema]
@@ -162,3 +174,24 @@ def with_error_bodies(document: dict[str, Any]) -> dict[str, Any]:
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
     return document
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its script, styles and icon from this server.
+    (The app is created with docs_url=None and redoc_url=None: FastAPI's own pages
+    load them from a CDN.)"""
+    app.mount(
+        DOCS_ASSETS,
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="docs-assets",
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )

@@ -243,7 +243,9 @@ class GenerateParams(_Params):
 
 class UpscaleParams(_Params):
     scale: int = Field(
-        4, description="2 or 4; the result must stay within 8192 px a side (else 422)."
+        4,
+        description="2 or 4; the result must stay within 8192 px a side (else 422).",
+        json_schema_extra={"enum": [2, 4]},
     )
 
     @field_validator("scale")
