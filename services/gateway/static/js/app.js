@@ -226,8 +226,8 @@ function summary(cards) {
   const failed = count((c) => ["failed", "blocked", "canceled", "rejected"].includes(c.state));
   const running = count((c) => ["queued", "processing", "submitting"].includes(c.state));
   const waiting = count((c) => c.state === "waiting");
-  $("#batch-summary").textContent = cards.length > 1 || failed
-    ? `${cards.length} jobs: ${done} done, ${running} running, ${waiting} waiting, ${failed} failed`
+  $("#batch-summary").textContent = cards.length > 1
+    ? `Batch of ${cards.length}: ${done} done, ${running} running, ${waiting} waiting, ${failed} failed`
     : "";
 }
 

@@ -41,6 +41,10 @@ export function operationSchema(openapi, operation) {
   };
 }
 
+// Names that read better spelled out than derived from the field name.
+const LABELS = { bg_color: "Background colour", crop: "Crop to the subject", mask_only: "Mask only" };
+const fieldLabel = (name) => LABELS[name] || label(name);
+
 function describe(prop, id) {
   return prop.description ? h("p", { class: "hint", id }, prop.description) : null;
 }
@@ -147,7 +151,7 @@ export class SettingsForm {
       input = h("input", { ...common, type: "checkbox", checked: prop.default === true });
       this.readers.set(name, () => input.checked);
       return h("div", { class: "field check", dataset: { field: name } },
-        input, h("label", { for: id }, label(name)), describe(prop, hintId));
+        input, h("label", { for: id }, fieldLabel(name)), describe(prop, hintId));
     } else if (prop.type === "integer" || prop.type === "number") {
       const { min, max, step } = numberRange(prop);
       const ranged = min !== undefined && max !== undefined && !prop.nullable && max - min <= 1000;
@@ -159,7 +163,7 @@ export class SettingsForm {
       if (ranged) {
         const out = h("output", { for: id, class: "value" }, String(input.value));
         input.addEventListener("input", () => { out.textContent = input.value; });
-        return this.field(name, prop, [h("div", { class: "label-row" }, h("label", { for: id }, label(name)), out), input],
+        return this.field(name, prop, [h("div", { class: "label-row" }, h("label", { for: id }, fieldLabel(name)), out), input],
           { describedBy: hintId });
       }
     } else {
@@ -171,7 +175,7 @@ export class SettingsForm {
       if (!long && prop.default !== undefined) input.value = prop.default;
       this.readers.set(name, () => (input.value.trim() === "" ? undefined : input.value.trim()));
     }
-    return this.field(name, prop, [h("label", { for: id }, label(name)), input], { describedBy: hintId });
+    return this.field(name, prop, [h("label", { for: id }, fieldLabel(name)), input], { describedBy: hintId });
   }
 
   presetControl(prop, presets) {

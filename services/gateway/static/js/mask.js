@@ -24,7 +24,8 @@ export class MaskPainter {
       h("p", { class: "label" }, "Mask: paint over the object to remove"),
       h("div", { class: "mask-stage" }, this.photo, this.overlay),
       h("div", { class: "row mask-tools" },
-        h("label", { for: sizeId }, "Brush size"), this.size, this.sizeOut, this.undoButton, this.clearButton),
+        h("label", { for: sizeId }, "Brush size"), this.size, this.sizeOut,
+        h("span", { class: "buttons" }, this.undoButton, this.clearButton)),
       this.status);
     this.bindPointer();
     this.overlay.addEventListener("keydown", (e) => {

@@ -1,0 +1,249 @@
+"""The web studio and /docs in a real browser: headless Chromium (Debian's
+`chromium`, which .ci/run installs) driven by Playwright against the session's
+stack, with every request outside the stack's origin blocked, so the pages are
+shown to work offline.
+
+Screenshots of the main states go to $LIGHTBOX_SCREENSHOTS when set (the committed
+set in docs/screenshots/ was made that way), else to the test's temporary folder."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from services.common.samples import make_sample
+from tests.gateway.stackutil import Key, error_of, make_key
+from tests.stack.conftest import MATTING_ENGINE, RunningStack
+
+pytestmark = [pytest.mark.stack, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+NOT_AN_IMAGE = b"name,price\nbottle,12.50\n"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (.ci/run installs it with apt)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    configured = os.environ.get("LIGHTBOX_SCREENSHOTS")
+    path = Path(configured) if configured else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def key(sqlite_stack: RunningStack) -> Key:
+    return make_key(sqlite_stack, credits=500)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sample = make_sample("bottle", "plain", size=(480, 400))
+    path = tmp_path_factory.mktemp("photos") / "bottle.jpg"
+    buf = io.BytesIO()
+    Image.fromarray(sample.rgb).save(buf, "JPEG", quality=90)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def offline_page(browser: object, stack: RunningStack, viewport: dict[str, int]) -> tuple:
+    """A fresh page that may reach the stack's origin only; returns it and the list
+    of requests that tried to go elsewhere (blocked)."""
+    context = browser.new_context(viewport=viewport)  # type: ignore[attr-defined]
+    blocked: list[str] = []
+    errors: list[str] = []
+
+    def route(r: object) -> None:
+        url = r.request.url  # type: ignore[attr-defined]
+        if url.startswith(stack.url + "/") or url.startswith(("data:", "blob:")):
+            r.continue_()  # type: ignore[attr-defined]
+        else:
+            blocked.append(url)
+            r.abort()  # type: ignore[attr-defined]
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, blocked, errors
+
+
+def enter_key(page: object, stack: RunningStack, key: Key) -> bool:
+    """Opens the studio and saves `key`; returns whether the dev key was offered."""
+    page.goto(stack.url + "/")  # type: ignore[attr-defined]
+    page.wait_for_selector("#key-panel:not([hidden])")  # type: ignore[attr-defined]
+    offered = page.is_visible("#dev-key")  # type: ignore[attr-defined]
+    page.fill("#key-input", key.key)  # type: ignore[attr-defined]
+    page.click("#key-form button[type=submit]")  # type: ignore[attr-defined]
+    page.wait_for_selector("#op-product-photo:checked")  # type: ignore[attr-defined]
+    return bool(offered)
+
+
+def finished_card(page: object, timeout_ms: int = 90_000) -> object:
+    card = page.locator(".job").first  # type: ignore[attr-defined]
+    card.locator(".status-completed, .status-failed, .status-rejected").wait_for(timeout=timeout_ms)
+    return card
+
+
+def test_product_photo_in_the_studio(
+    browser: object, sqlite_stack: RunningStack, key: Key, photo: Path, shots: Path
+) -> None:
+    page, blocked, errors = offline_page(browser, sqlite_stack, DESKTOP)
+    # Local mode, loopback: the page offers this machine's dev key too.
+    assert enter_key(page, sqlite_stack, key)
+    # Operations whose model is missing are shown, disabled, with the install hint.
+    restore = page.locator("#op-restore-face")
+    assert restore.is_disabled()
+    assert "lightbox models install" in page.inner_text(".op.unavailable .install")
+    assert page.locator(".preset img").count() >= 10
+
+    page.set_input_files("#file-input", str(photo))
+    page.locator("#input-list li").wait_for()
+    page.fill('[name="x"]', "40")
+    assert "centre 40 %" in page.inner_text(".placement-figure figcaption")
+    page.locator(".presets").evaluate("el => el.scrollIntoView({block: 'start'})")
+    page.screenshot(path=shots / "studio-desktop-settings.png")
+
+    page.click("#run")
+    card = finished_card(page)
+    assert card.get_attribute("data-state") == "completed", card.inner_text()
+    page.wait_for_function("document.querySelector('.job img.after').naturalWidth > 0")
+    engines = card.locator(".engines").inner_text()
+    assert "matting" in engines and MATTING_ENGINE in engines, engines
+    assert "background" in engines
+    assert "7 credits" in card.locator(".facts").inner_text()
+    assert card.locator("a[download]").get_attribute("href").startswith(sqlite_stack.url)
+    card.locator(".compare-range input").fill("30")
+    card.locator(".zoom button[aria-label='Zoom in']").click()
+    assert card.locator(".zoom output").inner_text() == "150 %"
+    card.locator(".zoom button[aria-label='Zoom out']").click()
+    page.screenshot(path=shots / "studio-desktop-result.png")
+    assert blocked == [] and errors == [], (blocked, errors)
+    page.context.close()
+
+
+def test_remove_object_with_a_painted_mask(
+    browser: object, sqlite_stack: RunningStack, key: Key, photo: Path, shots: Path
+) -> None:
+    page, blocked, errors = offline_page(browser, sqlite_stack, DESKTOP)
+    enter_key(page, sqlite_stack, key)
+    page.set_input_files("#file-input", str(photo))
+    page.click("label[for=op-remove-object]")
+    overlay = page.locator(".mask-overlay")
+    overlay.wait_for()
+    page.wait_for_function("document.querySelector('.mask-overlay').width === 480")
+    box = overlay.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.6, steps=8)
+    page.mouse.up()
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    page.mouse.up()
+    assert "2 strokes" in page.inner_text(".mask-painter")
+    page.click("text=Undo stroke")
+    assert "1 stroke painted" in page.inner_text(".mask-painter")
+    page.screenshot(path=shots / "studio-desktop-mask.png")
+
+    page.click("#run")
+    card = finished_card(page)
+    assert card.get_attribute("data-state") == "completed", card.inner_text()
+    page.wait_for_function("document.querySelector('.job img.after').naturalWidth > 0")
+    assert "inpaint" in card.locator(".engines").inner_text()
+    # The job got the mask as a file of the photo's size (a wrong size is a 422).
+    job_id = card.get_attribute("data-job-id")
+    r = requests.get(f"{sqlite_stack.url}/v1/image/{job_id}", headers=key.headers, timeout=10)
+    assert r.json()["parameters"].get("has_mask") is True, r.json()
+    assert blocked == [] and errors == [], (blocked, errors)
+    page.context.close()
+
+
+def test_a_non_image_upload_shows_the_api_error(
+    browser: object, sqlite_stack: RunningStack, key: Key, shots: Path
+) -> None:
+    direct = requests.post(
+        f"{sqlite_stack.url}/v1/image/remove-background",
+        headers=key.headers,
+        files={"image": ("prices.csv", NOT_AN_IMAGE, "text/csv")},
+        timeout=30,
+    )
+    assert direct.status_code == 400 and error_of(direct) == "invalid_image"
+    detail = direct.json()["detail"]
+
+    page, blocked, errors = offline_page(browser, sqlite_stack, DESKTOP)
+    enter_key(page, sqlite_stack, key)
+    page.set_input_files(
+        "#file-input",
+        files=[{"name": "prices.csv", "mimeType": "text/csv", "buffer": NOT_AN_IMAGE}],
+    )
+    page.click("label[for=op-remove-background]")
+    page.click("#run")
+    card = finished_card(page)
+    assert card.get_attribute("data-state") == "rejected"
+    alert = card.locator("[role=alert]")
+    assert alert.locator(".error-message").inner_text() == detail["message"]
+    assert alert.locator(".error-guidance").inner_text() == detail["guidance"]
+    assert "invalid_image" in alert.inner_text() and "HTTP 400" in alert.inner_text()
+    page.screenshot(path=shots / "studio-desktop-error.png")
+    assert blocked == [] and errors == [], (blocked, errors)
+    page.context.close()
+
+
+def test_phone_width_run_and_history(
+    browser: object, sqlite_stack: RunningStack, key: Key, photo: Path, shots: Path
+) -> None:
+    page, blocked, errors = offline_page(browser, sqlite_stack, PHONE)
+    enter_key(page, sqlite_stack, key)
+    page.screenshot(path=shots / "studio-phone-start.png")
+    # Nothing wider than the screen: no sideways scrolling on a phone.
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.set_input_files("#file-input", str(photo))
+    page.click("#run")
+    card = finished_card(page)
+    assert card.get_attribute("data-state") == "completed", card.inner_text()
+    page.wait_for_function("document.querySelector('.job img.after').naturalWidth > 0")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    card.scroll_into_view_if_needed()
+    page.screenshot(path=shots / "studio-phone-result.png")
+
+    page.click("#tab-history")
+    page.locator(".history-item").first.wait_for()
+    items = page.locator(".history-item")
+    assert items.count() >= 1  # this key's jobs, newest first
+    assert "completed" in items.first.inner_text()
+    page.wait_for_function("document.querySelector('.history-item img').naturalWidth > 0")
+    assert "credits" in page.inner_text("#balance")
+    page.screenshot(path=shots / "studio-phone-history.png")
+    assert blocked == [] and errors == [], (blocked, errors)
+    page.context.close()
+
+
+def test_docs_render_offline(browser: object, sqlite_stack: RunningStack, shots: Path) -> None:
+    page, blocked, errors = offline_page(browser, sqlite_stack, DESKTOP)
+    page.goto(sqlite_stack.url + "/docs")
+    page.locator(".opblock").first.wait_for(timeout=30_000)
+    assert page.locator(".opblock").count() >= 20
+    assert page.locator('[data-path="/v1/image/product-photo"]').first.is_visible()
+    page.screenshot(path=shots / "docs-offline.png")
+    assert blocked == [] and errors == [], (blocked, errors)
+    page.context.close()
