@@ -9,6 +9,7 @@ has one and that it still matches what the compositor draws. Regenerate with
 from __future__ import annotations
 
 import sys
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,16 @@ THUMB_SIZE = 160
 THUMB_DIR = Path(__file__).resolve().parents[1] / "gateway" / "static" / "presets"
 
 
+@cache
+def _bottle() -> np.ndarray:
+    """RGBA uint8 (256, 256, 4): the synthetic bottle with its exact alpha."""
+    sample = make_sample("bottle", "white", size=(256, 256))
+    return np.dstack([sample.rgb, sample.alpha])
+
+
 def preset_thumbnail(preset: str, size: int = THUMB_SIZE) -> np.ndarray:
     """RGB uint8 (size, size, 3): a bottle on `preset` with a soft shadow."""
-    sample = make_sample("bottle", "white", size=(256, 256))
-    subject = np.dstack([sample.rgb, sample.alpha])
+    subject = _bottle()
     sheet = make_contact_sheet([subject], presets=[preset], shadows=["soft"], cell=size)
     return sheet[:size, :size]
 

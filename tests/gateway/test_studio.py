@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from services.common.errors import LightboxError
 from services.gateway.openapi import _inline, install_docs
-from services.gateway.studio import STATIC_DIR, install_studio, local_dev_key
+from services.gateway.studio import install_studio, local_dev_key
 
 KEY = "lb_live_test_0123456789"
 
@@ -109,13 +109,6 @@ def test_studio_page_and_assets(home: Path) -> None:
     r = remote.get("/studio/dev-key")
     assert r.status_code == 404 and r.json()["detail"]["error"] == "not_found"
     assert client.get("/studio/../dev-api-key").status_code == 404
-
-
-def test_every_compositor_preset_has_a_thumbnail() -> None:
-    from services.compositor.presets import PRESETS
-
-    shipped = {p.stem for p in (STATIC_DIR / "presets").glob("*.webp")}
-    assert shipped == set(PRESETS)
 
 
 def test_docs_use_local_swagger_ui(home: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 from PIL import Image
+from playwright.sync_api import Browser, Locator, Page, Route, sync_playwright
 
 from services.common.samples import make_sample
 from tests.gateway.stackutil import Key, error_of, make_key
@@ -31,13 +32,11 @@ NOT_AN_IMAGE = b"name,price\nbottle,12.50\n"
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail("chromium is required in CI (.ci/run installs it with apt)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM)
         yield browser
@@ -57,30 +56,41 @@ def key(sqlite_stack: RunningStack) -> Key:
     return make_key(sqlite_stack, credits=500)
 
 
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sample = make_sample("bottle", "plain", size=(480, 400))
-    path = tmp_path_factory.mktemp("photos") / "bottle.jpg"
+def sample_photo(folder: Path, product: str, backdrop: str, size: tuple[int, int]) -> Path:
+    sample = make_sample(product, backdrop, size=size)  # type: ignore[arg-type]
+    path = folder / f"{product}.jpg"
     buf = io.BytesIO()
     Image.fromarray(sample.rgb).save(buf, "JPEG", quality=90)
     path.write_bytes(buf.getvalue())
     return path
 
 
-def offline_page(browser: object, stack: RunningStack, viewport: dict[str, int]) -> tuple:
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sample_photo(tmp_path_factory.mktemp("photos"), "bottle", "plain", (480, 400))
+
+
+@pytest.fixture(scope="module")
+def second_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sample_photo(tmp_path_factory.mktemp("photos"), "mug", "wood", (360, 400))
+
+
+def offline_page(
+    browser: Browser, stack: RunningStack, viewport: dict[str, int]
+) -> tuple[Page, list[str], list[str]]:
     """A fresh page that may reach the stack's origin only; returns it and the list
     of requests that tried to go elsewhere (blocked)."""
-    context = browser.new_context(viewport=viewport)  # type: ignore[attr-defined]
+    context = browser.new_context(viewport=viewport)
     blocked: list[str] = []
     errors: list[str] = []
 
-    def route(r: object) -> None:
-        url = r.request.url  # type: ignore[attr-defined]
+    def route(r: Route) -> None:
+        url = r.request.url
         if url.startswith(stack.url + "/") or url.startswith(("data:", "blob:")):
-            r.continue_()  # type: ignore[attr-defined]
+            r.continue_()
         else:
             blocked.append(url)
-            r.abort()  # type: ignore[attr-defined]
+            r.abort()
 
     context.route("**/*", route)
     page = context.new_page()
@@ -88,25 +98,26 @@ def offline_page(browser: object, stack: RunningStack, viewport: dict[str, int])
     return page, blocked, errors
 
 
-def enter_key(page: object, stack: RunningStack, key: Key) -> bool:
+def enter_key(page: Page, stack: RunningStack, key: Key) -> bool:
     """Opens the studio and saves `key`; returns whether the dev key was offered."""
-    page.goto(stack.url + "/")  # type: ignore[attr-defined]
-    page.wait_for_selector("#key-panel:not([hidden])")  # type: ignore[attr-defined]
-    offered = page.is_visible("#dev-key")  # type: ignore[attr-defined]
-    page.fill("#key-input", key.key)  # type: ignore[attr-defined]
-    page.click("#key-form button[type=submit]")  # type: ignore[attr-defined]
-    page.wait_for_selector("#op-product-photo:checked")  # type: ignore[attr-defined]
+    page.goto(stack.url + "/")
+    page.wait_for_selector("#key-panel:not([hidden])")
+    offered = page.is_visible("#dev-key")
+    page.fill("#key-input", key.key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#op-product-photo:checked")
+    page.wait_for_function("document.querySelector('#balance').textContent !== ''")
     return bool(offered)
 
 
-def finished_card(page: object, timeout_ms: int = 90_000) -> object:
-    card = page.locator(".job").first  # type: ignore[attr-defined]
+def finished_card(page: Page, timeout_ms: int = 90_000) -> Locator:
+    card = page.locator(".job").first
     card.locator(".status-completed, .status-failed, .status-rejected").wait_for(timeout=timeout_ms)
     return card
 
 
 def test_product_photo_in_the_studio(
-    browser: object, sqlite_stack: RunningStack, key: Key, photo: Path, shots: Path
+    browser: Browser, sqlite_stack: RunningStack, key: Key, photo: Path, shots: Path
 ) -> None:
     page, blocked, errors = offline_page(browser, sqlite_stack, DESKTOP)
     # Local mode, loopback: the page offers this machine's dev key too.
@@ -114,7 +125,9 @@ def test_product_photo_in_the_studio(
     # Operations whose model is missing are shown, disabled, with the install hint.
     restore = page.locator("#op-restore-face")
     assert restore.is_disabled()
-    assert "lightbox models install" in page.inner_text(".op.unavailable .install")
+    hint = page.locator(".op:has(#op-restore-face) .install")
+    hint.locator("summary").click()
+    assert "lightbox models install face_codeformer" in hint.inner_text()
     assert page.locator(".preset img").count() >= 10
 
     page.set_input_files("#file-input", str(photo))
@@ -135,15 +148,16 @@ def test_product_photo_in_the_studio(
     assert card.locator("a[download]").get_attribute("href").startswith(sqlite_stack.url)
     card.locator(".compare-range input").fill("30")
     card.locator(".zoom button[aria-label='Zoom in']").click()
-    assert card.locator(".zoom output").inner_text() == "150 %"
+    assert card.locator(".zoom output").inner_text() == "1.5×"
     card.locator(".zoom button[aria-label='Zoom out']").click()
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=shots / "studio-desktop-result.png")
     assert blocked == [] and errors == [], (blocked, errors)
     page.context.close()
 
 
 def test_remove_object_with_a_painted_mask(
-    browser: object, sqlite_stack: RunningStack, key: Key, photo: Path, shots: Path
+    browser: Browser, sqlite_stack: RunningStack, key: Key, photo: Path, shots: Path
 ) -> None:
     page, blocked, errors = offline_page(browser, sqlite_stack, DESKTOP)
     enter_key(page, sqlite_stack, key)
@@ -179,7 +193,7 @@ def test_remove_object_with_a_painted_mask(
 
 
 def test_a_non_image_upload_shows_the_api_error(
-    browser: object, sqlite_stack: RunningStack, key: Key, shots: Path
+    browser: Browser, sqlite_stack: RunningStack, key: Key, shots: Path
 ) -> None:
     direct = requests.post(
         f"{sqlite_stack.url}/v1/image/remove-background",
@@ -209,27 +223,39 @@ def test_a_non_image_upload_shows_the_api_error(
     page.context.close()
 
 
-def test_phone_width_run_and_history(
-    browser: object, sqlite_stack: RunningStack, key: Key, photo: Path, shots: Path
+def test_phone_width_batch_and_history(
+    browser: Browser,
+    sqlite_stack: RunningStack,
+    key: Key,
+    photo: Path,
+    second_photo: Path,
+    shots: Path,
 ) -> None:
     page, blocked, errors = offline_page(browser, sqlite_stack, PHONE)
     enter_key(page, sqlite_stack, key)
     page.screenshot(path=shots / "studio-phone-start.png")
     # Nothing wider than the screen: no sideways scrolling on a phone.
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    page.set_input_files("#file-input", str(photo))
+    # Two photos, one job at a time: a batch with its progress summary.
+    page.set_input_files("#file-input", [str(photo), str(second_photo)])
+    page.fill("#concurrency", "1")
+    assert "on 2 photos · 14 credits" in page.inner_text("#run")
     page.click("#run")
-    card = finished_card(page)
-    assert card.get_attribute("data-state") == "completed", card.inner_text()
-    page.wait_for_function("document.querySelector('.job img.after').naturalWidth > 0")
+    page.locator(".job .status-completed").nth(1).wait_for(timeout=90_000)
+    summary = page.inner_text("#batch-summary")
+    assert summary == "Batch of 2: 2 done, 0 running, 0 waiting, 0 failed", summary
+    page.wait_for_function(
+        "[...document.querySelectorAll('.job img.after')].every(i => i.naturalWidth > 0)"
+    )
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    card = page.locator(".job").first
     card.scroll_into_view_if_needed()
     page.screenshot(path=shots / "studio-phone-result.png")
 
     page.click("#tab-history")
     page.locator(".history-item").first.wait_for()
     items = page.locator(".history-item")
-    assert items.count() >= 1  # this key's jobs, newest first
+    assert items.count() >= 2  # this key's jobs, newest first
     assert "completed" in items.first.inner_text()
     page.wait_for_function("document.querySelector('.history-item img').naturalWidth > 0")
     assert "credits" in page.inner_text("#balance")
@@ -238,7 +264,7 @@ def test_phone_width_run_and_history(
     page.context.close()
 
 
-def test_docs_render_offline(browser: object, sqlite_stack: RunningStack, shots: Path) -> None:
+def test_docs_render_offline(browser: Browser, sqlite_stack: RunningStack, shots: Path) -> None:
     page, blocked, errors = offline_page(browser, sqlite_stack, DESKTOP)
     page.goto(sqlite_stack.url + "/docs")
     page.locator(".opblock").first.wait_for(timeout=30_000)

@@ -106,6 +106,8 @@ class Compare {
       h("div", { class: "after-layer" }, after),
       before ? h("div", { class: "divider", "aria-hidden": "true" }) : null);
     this.stage.style.aspectRatio = `${job.width} / ${job.height}`;
+    // Fit: the panel's width, the image's own width, and 60 % of the window's height.
+    this.fit = `min(100%, ${job.width}px, ${(60 * job.width / job.height).toFixed(3)}vh)`;
     this.viewport = h("div", { class: "compare-viewport", tabindex: 0, "aria-label": "Result; scroll when zoomed" }, this.stage);
     const id = uid("cmp");
     this.range = h("input", { type: "range", id, min: 0, max: 100, value: before ? 50 : 0, disabled: !before });
@@ -114,7 +116,7 @@ class Compare {
       h("div", { class: "row compare-range" },
         h("label", { for: id }, "Before"), this.range, h("span", { "aria-hidden": "true" }, "After")));
     this.zoomOut = h("button", { type: "button", "aria-label": "Zoom out", onclick: () => this.setZoom(this.zoom - 1) }, "−");
-    this.zoomText = h("output", { class: "value", "aria-live": "polite" }, "100 %");
+    this.zoomText = h("output", { class: "value", "aria-live": "polite" }, "1×");
     this.zoomIn = h("button", { type: "button", "aria-label": "Zoom in", onclick: () => this.setZoom(this.zoom + 1) }, "+");
     this.zoomControls = h("div", { class: "row zoom", role: "group", "aria-label": "Zoom" }, this.zoomOut, this.zoomText, this.zoomIn);
     this.setPos(this.range.value);
@@ -128,8 +130,8 @@ class Compare {
   setZoom(level) {
     this.zoom = Math.max(0, Math.min(ZOOMS.length - 1, level));
     const z = ZOOMS[this.zoom];
-    this.stage.style.width = `${z * 100}%`;
-    this.zoomText.textContent = `${z * 100} %`;
+    this.stage.style.width = `calc(${z} * ${this.fit})`;
+    this.zoomText.textContent = `${z}×`;
     this.zoomOut.disabled = this.zoom === 0;
     this.zoomIn.disabled = this.zoom === ZOOMS.length - 1;
   }
