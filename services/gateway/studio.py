@@ -16,6 +16,8 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 from services.common.errors import NotFound
 from services.gateway.context import Gateway
@@ -68,7 +70,7 @@ def local_dev_key(gw: Gateway, request: Request) -> str | None:
 class StudioFiles(StaticFiles):
     """StaticFiles with the studio's security headers on every answer."""
 
-    async def get_response(self, path: str, scope):  # type: ignore[no-untyped-def]
+    async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         response.headers.update(STUDIO_HEADERS)
         return response
