@@ -91,7 +91,7 @@ function qaBox(qa) {
     h("p", {}, h("strong", {}, qa.needs_review ? "Needs review" : "QA passed")),
     reasons.length ? h("ul", {}, reasons.map((r) => h("li", {}, h("code", {}, r.code), " ", r.message))) : null,
     scores.length ? h("p", { class: "hint" }, scores.map(([k, v]) =>
-      `${k} ${typeof v === "number" ? v.toFixed(2) : v}`).join(" · ")) : null);
+      `${k} ${typeof v === "number" ? v.toFixed(2) : JSON.stringify(v)}`).join(" · ")) : null);
 }
 
 // Before/after: the result over the input, cut at the slider; zoom scrolls.
