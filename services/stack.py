@@ -214,17 +214,25 @@ def model_lines(repo: Path, ready: set[str] | None) -> list[str]:
     """The banner's lines on models: the matting engine that serves (as the worker's
     "auto" picks it), where each provisioned model came from and its licences, and,
     loudly, a packaged model that is missing, why, and how to install it by hand."""
-    from services.jobs.engines import MATTING_ENGINES
+    from services.jobs.engines import MATTING_ENGINES, UPSCALE_ENGINES
     from services.models.packages import packaged_state
 
     lines: list[str] = []
     if ready is None:
         lines.append("  Matting:  unknown (Triton did not answer)")
+        lines.append("  Upscale:  unknown (Triton did not answer)")
     else:
         engine = next((e for m, e in MATTING_ENGINES if models.usable(m, ready)), None)
         neural = engine not in (None, "classical")
         text = engine or "NONE"
         lines.append(f"  Matting:  {text}" + ("" if neural else "  (no learned matting model)"))
+        picks = {
+            scale: next((e for m, e in table if models.usable(m, ready)), "NONE")
+            for scale, table in UPSCALE_ENGINES.items()
+        }
+        text = ", ".join(f"{e} at {k}x" for k, e in picks.items())
+        lacking = any(e in ("lanczos", "NONE") for e in picks.values())
+        lines.append(f"  Upscale:  {text}" + ("  (no super-resolution network)" if lacking else ""))
     for p in packaged_state(repo):
         licence = ", ".join(f"{k} {v.split(' ')[0]}" for k, v in p["licence"].items())
         if p["installed"]:

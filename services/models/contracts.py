@@ -128,7 +128,6 @@ CONTRACTS: dict[str, Contract] = {
                 ),
                 sample_dims={"H": 32, "W": 32, f"{k}H": 32 * k, f"{k}W": 32 * k},
                 profile={"H": (16, 256, 320), "W": (16, 256, 320)},
-                cpu_max_batch=1,
                 preferred_batch=(4, 8),
                 # Measured on 2 EPYC (Zen 4) cores, 256 x 256 at 4x: onnxruntime float32
                 # 5.7 s, OpenVINO float32 5.6 s, OpenVINO bf16 2.7 s (PSNR on real photos

@@ -74,7 +74,7 @@ def test_provisioned_isnet_serves_matting_with_its_provenance(tmp_path: Path) ->
     (stage,) = body["operations"][0]["stages"]
     assert stage["engine"] == "isnet"
     assert [e["engine"] for e in stage["engines"]] == ["birefnet", "isnet", "classical"]
-    (isnet,) = body["packaged"]
+    isnet = next(p for p in body["packaged"] if p["name"] == "isnet")
     assert isnet["name"] == "isnet" and isnet["front"] == "matting_isnet"
     assert isnet["installed"] and isnet["deployed"]
     assert isnet["install"] == []
@@ -105,7 +105,7 @@ def test_missing_isnet_says_why_and_how_to_install_it(tmp_path: Path) -> None:
     isnet_engine = next(e for e in stage["engines"] if e["engine"] == "isnet")
     assert isnet_engine["kind"] == "provisioned" and not isnet_engine["deployed"]
     assert "lightbox models fetch isnet" in isnet_engine["install"]
-    (isnet,) = body["packaged"]
+    isnet = next(p for p in body["packaged"] if p["name"] == "isnet")
     assert not isnet["installed"] and not isnet["deployed"] and isnet["provenance"] is None
     assert isnet["last_provisioning"]["status"] == "failed"
     assert "RegistryUnavailable" in isnet["last_provisioning"]["message"]
@@ -130,7 +130,7 @@ def test_installed_but_not_loaded_is_not_deployed(tmp_path: Path) -> None:
     _provisioned(tmp_path)
     body = _body(tmp_path, {"matting_classical", "matting_isnet_onnx"})
     assert body["engines"]["matting"] == "classical"
-    (isnet,) = body["packaged"]
+    isnet = next(p for p in body["packaged"] if p["name"] == "isnet")
     assert isnet["installed"] and not isnet["deployed"]
 
 

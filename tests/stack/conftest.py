@@ -18,6 +18,20 @@ from tests.conftest import NUMBA_CACHE, free_port_block
 # (LIGHTBOX_PROVISION_MODELS=0) gets the classical engine, with its fallback note.
 ISNET_INSTALLED = (MODEL_REPOSITORY / "matting_isnet_onnx" / "1" / "model.onnx").exists()
 MATTING_ENGINE = "isnet" if ISNET_INSTALLED else "classical"
+# Likewise the RRDN super-resolution models (both scales); without them Lanczos serves.
+RRDN_INSTALLED = all(
+    (MODEL_REPOSITORY / f"upscale_rrdn_x{k}_onnx" / "1" / "model.onnx").exists() for k in (2, 4)
+)
+UPSCALE_ENGINE = "rrdn" if RRDN_INSTALLED else "lanczos"
+
+
+def expected_upscale(engines: dict[str, str]) -> bool:
+    """Whether a job's `engines` name the upscale engine this checkout should serve,
+    with the fallback note exactly when Lanczos served."""
+    if RRDN_INSTALLED:
+        return engines == {"upscale": "rrdn"}
+    note = engines.get("upscale_fallback", "")
+    return engines.get("upscale") == "lanczos" and "lightbox models fetch rrdn" in note
 
 
 def expected_matting(engines: dict[str, str]) -> bool:

@@ -12,7 +12,7 @@ import requests
 from PIL import Image
 
 from tests.gateway.stackutil import Key, encode, make_key, poll
-from tests.stack.conftest import RunningStack
+from tests.stack.conftest import RunningStack, expected_upscale
 
 pytestmark = pytest.mark.stack
 
@@ -44,7 +44,7 @@ def scene() -> np.ndarray:
 
 
 @pytest.mark.parametrize("scale", [2, 4])
-def test_upscale_lanczos(sqlite_stack: RunningStack, key: Key, scale: int) -> None:
+def test_upscale(sqlite_stack: RunningStack, key: Key, scale: int) -> None:
     source = scene()
     r = requests.post(
         f"{sqlite_stack.url}/v1/image/upscale",
@@ -54,12 +54,38 @@ def test_upscale_lanczos(sqlite_stack: RunningStack, key: Key, scale: int) -> No
     )
     done = finished(sqlite_stack, key, r, "upscale")
     assert (done["width"], done["height"]) == (96 * scale, 128 * scale)
-    assert "lanczos" in done["engines"]["upscale"]
+    assert expected_upscale(done["engines"]), done["engines"]
     out = download(done["output_url"])
     assert out.shape == (128 * scale, 96 * scale, 3)
     # Downscaled back, the result is the source again (up to resampling and sharpening).
     back = np.asarray(Image.fromarray(out).resize((96, 128), Image.Resampling.BOX)).astype(int)
     assert np.abs(back - source.astype(int)).mean() < 6
+
+
+def test_upscale_keeps_the_alpha_of_a_cut_out_on_its_pixels(
+    sqlite_stack: RunningStack, key: Key
+) -> None:
+    # A red box on grey, and an alpha that is opaque exactly on the box.
+    source = scene()
+    alpha = np.zeros(source.shape[:2], np.uint8)
+    alpha[48:80, 36:60] = 255
+    rgba = np.dstack([source, alpha])
+    r = requests.post(
+        f"{sqlite_stack.url}/v1/image/upscale",
+        headers=key.headers,
+        files={"image": ("s.png", encode(rgba))},
+        data={"scale": "4"},
+    )
+    done = finished(sqlite_stack, key, r, "upscale")
+    out = np.asarray(Image.open(io.BytesIO(requests.get(done["output_url"], timeout=30).content)))
+    assert out.shape == (512, 384, 4)
+    red = (out[..., 0].astype(int) - out[..., 1]) > 100
+    opaque = out[..., 3] > 127
+    # The box's colour and its alpha cover the same pixels, 4x the original place.
+    assert abs(int(red.sum()) - 32 * 24 * 16) < 0.03 * 32 * 24 * 16
+    assert (red != opaque).mean() < 0.002
+    ys, xs = np.nonzero(opaque)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (192, 319, 144, 239)
 
 
 def test_remove_object_with_mask_telea(sqlite_stack: RunningStack, key: Key) -> None:

@@ -22,7 +22,7 @@ from services.models.testmodels import make_test_models, tokenizer_dir
 from services.stack import Stack
 from tests.conftest import NUMBA_CACHE, free_port_block
 from tests.model_repository.triton_fixtures import TEST_MODELS, copy_repository
-from tests.stack.conftest import RunningStack
+from tests.stack.conftest import RunningStack, expected_upscale
 
 pytestmark = pytest.mark.stack
 
@@ -116,10 +116,12 @@ def object_and_mask(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # -- the embedded stack ----------------------------------------------------------------------
 
 
-def test_embedded_upscale_is_lanczos(sqlite_stack: RunningStack, mug: np.ndarray) -> None:
+def test_embedded_upscale_is_the_provisioned_network(
+    sqlite_stack: RunningStack, mug: np.ndarray
+) -> None:
     done = run_job(sqlite_stack, "upscale", {"image": png(mug)}, {"scale": 2})
     assert done["status"] == "completed", done
-    assert done["engines"] == {"upscale": "lanczos"}
+    assert expected_upscale(done["engines"]), done["engines"]
     assert done["pipeline"] == ["upscale"]
     out = fetch(done)
     assert out.shape == (512, 640, 3)
