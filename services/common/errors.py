@@ -21,6 +21,7 @@ ERROR_TABLE: dict[str, tuple[grpc.StatusCode, int]] = {
     "invalid_request": (grpc.StatusCode.INVALID_ARGUMENT, 400),
     "image_url_not_allowed": (grpc.StatusCode.INVALID_ARGUMENT, 400),
     "image_fetch_failed": (grpc.StatusCode.INVALID_ARGUMENT, 400),
+    "ambiguous_api_key": (grpc.StatusCode.INVALID_ARGUMENT, 400),
     "unauthorized": (grpc.StatusCode.UNAUTHENTICATED, 401),
     "insufficient_credits": (grpc.StatusCode.FAILED_PRECONDITION, 402),
     "forbidden": (grpc.StatusCode.PERMISSION_DENIED, 403),

@@ -23,6 +23,7 @@ from services.gateway.limits import BodyLimitMiddleware
 from services.gateway.middleware import RequestContextMiddleware
 from services.gateway.openapi import install_docs, with_error_bodies
 from services.gateway.routes_operator import operator_router
+from services.gateway.routes_segmind import segmind_sync_router
 from services.gateway.routes_v1 import v1_router
 from services.gateway.routes_v2 import v2_router
 from services.gateway.settings import GatewaySettings
@@ -106,6 +107,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(v1_router(gw, auth, submitter, catalog))
     app.include_router(v2_router(gw, auth, submitter))
     app.include_router(operator_router(gw))
+    app.include_router(segmind_sync_router(gw, auth, submitter))
     install_docs(app)
     install_studio(app, gw)
 

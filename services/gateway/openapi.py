@@ -21,13 +21,15 @@ from services.gateway.views import ErrorBody
 DOCS_ASSETS = "/docs/assets"
 
 ERROR_TEXT = {
-    400: "Malformed request, undecodable image, both or neither image inputs, or a refused "
-    "URL (`invalid_request`, `invalid_image`, `image_required`, `ambiguous_image`, "
-    "`image_url_not_allowed`, `image_fetch_failed`).",
+    400: "Malformed request, undecodable image, both or neither image inputs, a refused "
+    "URL, or two different API keys (`invalid_request`, `invalid_image`, `image_required`, "
+    "`ambiguous_image`, `image_url_not_allowed`, `image_fetch_failed`, `ambiguous_api_key`).",
     401: "Missing, malformed or unknown API key (`unauthorized`).",
     402: "Not enough credits (`insufficient_credits`; `required` and `available` say how many).",
     403: "This key may not use the operation (`forbidden`).",
     404: "Unknown id, or not yours: the same answer (`not_found`).",
+    406: "Not enough credits (`insufficient_credits`; `required` and `available` say how "
+    "many): Segmind's code, on /v2 and the synchronous /v1/{slug} calls.",
     409: "Idempotency-Key reused with a different request (`idempotency_conflict`), or a "
     "cancel of a job that is not queued (`conflict`).",
     410: "The signed link has expired (`link_expired`).",
@@ -39,6 +41,8 @@ ERROR_TEXT = {
     503: "The model an operation needs is not deployed (`model_unavailable`, guidance names "
     "it; nothing charged), or a service is down (`service_unavailable`, `overloaded`). "
     "`Retry-After` is set.",
+    504: "The synchronous call's job outlived its wait (`still_running`): it goes on; poll "
+    "`status_url` with `request_id` from the body.",
 }
 
 _INT_HEADER = {"schema": {"type": "integer"}}
@@ -72,9 +76,9 @@ SUBMIT_HEADERS: list[dict[str, Any]] = [
 ]
 
 
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+def errors(*codes: int, body: type[BaseModel] = ErrorBody) -> dict[int | str, dict[str, Any]]:
     return {
-        code: {"model": ErrorBody, "description": ERROR_TEXT[code], "headers": RESPONSE_HEADERS}
+        code: {"model": body, "description": ERROR_TEXT[code], "headers": RESPONSE_HEADERS}
         for code in codes
     }
 

@@ -10,32 +10,27 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from services.common.errors import LightboxError, NotFound
+from services.common.errors import NotFound
 from services.gateway.auth import Account, Authenticator
 from services.gateway.context import Gateway
 from services.gateway.openapi import errors, ok, request_body
 from services.gateway.routes_v1 import check_job_id
-from services.gateway.schemas import SegmindProductPhotoParams
-from services.gateway.submit import OPERATIONS, SEGMIND_PRODUCT_PHOTO, OperationSpec, Submitter
+from services.gateway.segmind import SLUGS, SegmindRoute, request_failed
+from services.gateway.submit import OperationSpec, Submitter
 from services.gateway.views import (
+    SegmindErrorBody,
     V2ResultBody,
     V2StatusBody,
     V2SubmitBody,
     output_expired,
     status_of,
-    v2_links,
     v2_result_body,
     v2_status_body,
 )
 
-_GUIDANCE = {
-    "content_blocked": "Change the prompt; blocked requests are not charged.",
-    "canceled": "The request was canceled; submit it again if you still need it.",
-}
-
 
 def v2_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> APIRouter:
-    router = APIRouter(prefix="/v2")
+    router = APIRouter(prefix="/v2", route_class=SegmindRoute)
     Acct = Annotated[Account, Depends(auth)]
 
     def submit_route(spec: OperationSpec) -> Callable[..., Awaitable[JSONResponse]]:
@@ -48,9 +43,7 @@ def v2_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> APIRout
 
         return endpoint
 
-    routes = [(name, spec, spec.schema) for name, spec in OPERATIONS.items()]
-    routes.append(("ai-product-photography", SEGMIND_PRODUCT_PHOTO, SegmindProductPhotoParams))
-    for name, spec, schema in routes:
+    for name, (spec, schema) in SLUGS.items():
         router.add_api_route(
             f"/{name}",
             submit_route(spec),
@@ -64,7 +57,7 @@ def v2_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> APIRout
             responses={
                 202: ok("Queued: poll status_url, then fetch response_url.", V2SubmitBody),
                 200: ok("Finished already, or an Idempotency-Key replay.", V2SubmitBody),
-                **errors(400, 401, 402, 403, 409, 413, 415, 422, 429, 503),
+                **errors(400, 401, 403, 406, 409, 413, 415, 422, 429, 503, body=SegmindErrorBody),
             },
             openapi_extra=request_body(
                 schema,
@@ -88,7 +81,7 @@ def v2_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> APIRout
         response_model=None,
         responses={
             200: ok("QUEUED, PROCESSING, COMPLETED or FAILED.", V2StatusBody),
-            **errors(401, 404, 429),
+            **errors(401, 404, 429, body=SegmindErrorBody),
         },
     )
     async def request_status(request_id: str, request: Request, acct: Acct) -> JSONResponse:
@@ -104,10 +97,11 @@ def v2_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> APIRout
         responses={
             200: ok("COMPLETED: the result.", V2ResultBody),
             202: ok("Not finished yet: the status body.", V2StatusBody),
-            **errors(401, 404, 429),
+            **errors(401, 404, 429, body=SegmindErrorBody),
             422: {
-                "description": "FAILED: the job's error (`detail.error`), with request_id.",
-                "model": errors(422)[422]["model"],
+                "description": "FAILED: the job's error code in `detail.error`, its message "
+                "in `error`, with `request_id` and `status`.",
+                "model": SegmindErrorBody,
             },
         },
     )
@@ -120,16 +114,7 @@ def v2_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> APIRout
                 raise NotFound("This request's result has expired.")
             return JSONResponse(v2_result_body(job, base, gw.settings.signing_secret))
         if status in ("failed", "blocked", "canceled"):
-            code = job.error.code or ("canceled" if status == "canceled" else "failed")
-            err = LightboxError(
-                job.error.message or f"The request was {status}.",
-                code=code,
-                guidance=_GUIDANCE.get(
-                    code, "Check the input and submit again; failed requests are not charged."
-                ),
-                extra={"request_id": job.id, "status": "FAILED", **v2_links(job.id, base)},
-            )
-            return JSONResponse(err.body(), status_code=422)
+            raise request_failed(job, base)
         return JSONResponse(v2_status_body(job, base), status_code=202)
 
     return router

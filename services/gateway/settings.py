@@ -18,6 +18,9 @@ class GatewaySettings(CommonSettings):
     # Tests only: lets image_url/webhook_url reach loopback addresses.
     allow_loopback_urls: bool = False
     max_wait_seconds: int = Field(60, ge=0, le=300)
+    # How long Segmind's synchronous POST /v1/{slug} holds the answer for its job;
+    # past it, 504 with the request id (the job goes on; poll /v2/requests/{id}).
+    segmind_sync_wait_seconds: int = Field(60, ge=0, le=300)
     # A key's account is re-read this often (a revoked key stops working within it);
     # an unknown key is remembered as unknown as long, so guessing costs no RPCs.
     auth_cache_seconds: float = Field(5.0, ge=0)

@@ -133,6 +133,9 @@ def v2_status_body(job: jobs_pb2.Job, base_url: str) -> dict[str, Any]:
     status = status_of(job)
     body: dict[str, Any] = {"request_id": job.id, "status": V2_STATUS[status]}
     body.update(v2_links(job.id, base_url))
+    if V2_STATUS[status] == "FAILED":
+        # Segmind's SDK raises InferenceFailed(detail=body["error"]) from this body.
+        body["error"] = job.error.message or f"The request was {status}."
     body["metrics"] = (
         {"inference_time": round(job.processing_ms / 1000, 3)} if status == "completed" else {}
     )
@@ -171,6 +174,17 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: ErrorDetail
+
+
+class SegmindErrorBody(ErrorBody):
+    """An error on a Segmind-shaped route: API.md's body plus the top-level
+    `error` string that Segmind's SDK reads."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(..., description="The message again, where Segmind's clients look.")
+    request_id: str | None = Field(None, description="The request, when the error is its own.")
+    status: str | None = Field(None, description="FAILED, or QUEUED/PROCESSING on a 504.")
 
 
 class JobError(BaseModel):
@@ -224,6 +238,7 @@ class V2SubmitBody(BaseModel):
     status: Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
     status_url: str
     response_url: str
+    error: str | None = Field(None, description="Why, when FAILED (blocked and canceled too).")
 
 
 class V2StatusBody(V2SubmitBody):
