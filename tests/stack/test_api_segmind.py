@@ -16,6 +16,7 @@ from PIL import Image
 
 from tests.gateway.stackutil import Key, error_of, make_key, product, service
 from tests.stack.conftest import RunningStack
+from tests.stack.test_api_limits import fresh_window
 
 pytestmark = pytest.mark.stack
 
@@ -86,6 +87,7 @@ def test_bad_or_conflicting_keys(
 
 def test_both_headers_share_one_rate_limit(sqlite_stack: RunningStack) -> None:
     k = make_key(sqlite_stack, rpm=3)
+    fresh_window(sqlite_stack.url)
     url = f"{sqlite_stack.url}/v1/account/balance"
     remaining = []
     for headers in (k.headers, x_api_key(k.key), k.headers):

@@ -108,8 +108,8 @@ def test_the_pages_example_runs_three_ways(
 
     # submit_async + wait: the same request, its own job.
     (request_id,) = lines["submitted"]
-    status, output, _ = lines["waited"]
-    assert status == "COMPLETED" and request_id in output
+    status, waited_output, _ = lines["waited"]
+    assert status == "COMPLETED" and waited_output != output
     job = requests.get(f"{sqlite_stack.url}/v1/image/{request_id}", headers=key.headers).json()
     assert job["operation"] == "product-photo" and job["status"] == "completed"
     assert job["engines"]["background"].startswith("procedural:wood")
