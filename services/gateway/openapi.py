@@ -162,17 +162,23 @@ def request_body(
 
 def with_error_bodies(document: dict[str, Any]) -> dict[str, Any]:
     """FastAPI documents its own 422 body (a list of pydantic errors); the API
-    answers every error in the {"detail": {...}} shape, so say that instead."""
-    ours = {
-        "description": ERROR_TEXT[422],
+    answers every error in the {"detail": {...}} shape, so say that instead.
+    Every keyed operation may also answer 400 for two different keys."""
+    error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    ours = {"description": ERROR_TEXT[422], "headers": RESPONSE_HEADERS, "content": error_body}
+    two_keys = {
+        "description": "Two different API keys in one request (`ambiguous_api_key`).",
         "headers": RESPONSE_HEADERS,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        "content": error_body,
     }
     for item in document.get("paths", {}).values():
         for operation in item.values():
-            response = operation.get("responses", {}).get("422")
+            responses = operation.get("responses", {})
+            response = responses.get("422")
             if response is not None and "HTTPValidationError" in str(response):
-                operation["responses"]["422"] = copy.deepcopy(ours)
+                responses["422"] = copy.deepcopy(ours)
+            if operation.get("security") and "400" not in responses:
+                responses["400"] = copy.deepcopy(two_keys)
     schemas = document.get("components", {}).get("schemas", {})
     if "HTTPValidationError" not in str(document.get("paths")):
         schemas.pop("HTTPValidationError", None)

@@ -81,7 +81,7 @@ def v2_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> APIRout
         response_model=None,
         responses={
             200: ok("QUEUED, PROCESSING, COMPLETED or FAILED.", V2StatusBody),
-            **errors(401, 404, 429, body=SegmindErrorBody),
+            **errors(400, 401, 404, 429, body=SegmindErrorBody),
         },
     )
     async def request_status(request_id: str, request: Request, acct: Acct) -> JSONResponse:
@@ -97,7 +97,7 @@ def v2_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> APIRout
         responses={
             200: ok("COMPLETED: the result.", V2ResultBody),
             202: ok("Not finished yet: the status body.", V2StatusBody),
-            **errors(401, 404, 429, body=SegmindErrorBody),
+            **errors(400, 401, 404, 429, body=SegmindErrorBody),
             422: {
                 "description": "FAILED: the job's error code in `detail.error`, its message "
                 "in `error`, with `request_id` and `status`.",
