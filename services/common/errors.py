@@ -39,6 +39,11 @@ ERROR_TABLE: dict[str, tuple[grpc.StatusCode, int]] = {
     "overloaded": (grpc.StatusCode.UNAVAILABLE, 503),
     "service_unavailable": (grpc.StatusCode.UNAVAILABLE, 503),
     "internal_error": (grpc.StatusCode.INTERNAL, 500),
+    # Catalogs (docs/catalogs.md).
+    "profile_not_found": (grpc.StatusCode.NOT_FOUND, 404),
+    "upload_not_found": (grpc.StatusCode.NOT_FOUND, 404),
+    "unknown_placement": (grpc.StatusCode.INVALID_ARGUMENT, 422),
+    "invalid_batch": (grpc.StatusCode.INVALID_ARGUMENT, 422),
 }
 
 GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {

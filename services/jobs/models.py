@@ -261,3 +261,73 @@ webhook_deliveries = Table(
     # When the next attempt is due; None after the last one.
     Column("next_attempt_at", UTCDateTime, nullable=True),
 )
+
+# -- catalogs (revision 0005): profiles and batches ---------------------------------
+
+BATCH_STATUSES = ("running", "completed", "canceled")
+
+# Generation profiles: one row per (account, name, version); a version is never
+# updated or deleted. `body` is the profile as the gateway validated it.
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("operation", String(64), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("version >= 1", name="version_positive"),
+)
+
+# A batch of jobs, and its one webhook (an outbox on the row: set pending in the
+# transaction that finds every item terminal, claimed under a lease like a job's).
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("profile", String(80), nullable=True),
+    Column("items_total", Integer, nullable=False),
+    # What creating the batch charged (replayed items cost nothing).
+    Column("credits_milli", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("canceled_at", UTCDateTime, nullable=True),
+    Column("webhook_url", Text, nullable=True),
+    # pending | delivered | failed; NULL until the batch has finished (or without a URL).
+    Column("webhook_status", String(16), nullable=True),
+    Column("webhook_attempts", Integer, nullable=False, server_default="0"),
+    Column("webhook_next_attempt_at", UTCDateTime, nullable=True),
+    Column("webhook_give_up_at", UTCDateTime, nullable=True),
+    Column("webhook_lease_owner", String(128), nullable=True),
+    Column("webhook_lease_expires_at", UTCDateTime, nullable=True),
+    Column("webhook_last_status_code", Integer, nullable=True),
+    Column("webhook_last_error", Text, nullable=True),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in BATCH_STATUSES) + ")", name="status_known"
+    ),
+    # An account's batches, newest first.
+    Index("ix_batches_account_created", "account_id", "created_at", "id"),
+    # Batches still running (the settler's scan) and due webhooks.
+    _partial_index("ix_batches_running", ["created_at"], "status = 'running'"),
+    _partial_index(
+        "ix_batches_webhook_due", ["webhook_next_attempt_at"], "webhook_status = 'pending'"
+    ),
+)
+
+# The items of a batch, in the order given. `job_id` is no foreign key: retention
+# may delete old job rows, as it may for ledger rows.
+batch_items = Table(
+    "batch_items",
+    metadata,
+    Column("batch_id", String(32), ForeignKey("batches.id"), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("sku", String(128), nullable=False),
+    Column("variant", String(64), nullable=False),
+    Column("job_id", String(32), nullable=False),
+    # The item's idempotency key returned an earlier job (nothing charged).
+    Column("replayed", Integer, nullable=False, server_default="0"),
+)

@@ -10,13 +10,15 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import HealthServicer
-from lightbox.v1 import accounts_pb2_grpc, compositor_pb2_grpc, jobs_pb2_grpc
+from lightbox.v1 import accounts_pb2_grpc, catalog_pb2_grpc, compositor_pb2_grpc, jobs_pb2_grpc
 
 from services.common.grpcutil import channel, make_server, mark_serving
 from services.common.logs import setup_logging
 from services.common.operations import load_operations
 from services.jobs.api import AccountService, JobService
 from services.jobs.availability import Availability
+from services.jobs.catalog_api import CatalogService
+from services.jobs.catalog_store import CatalogStore
 from services.jobs.engines import TritonEngines
 from services.jobs.settings import JobsSettings
 from services.jobs.store import JobStore
@@ -35,11 +37,17 @@ def build_server(
         compositor, engines.ready_models, matting_engine=settings.matting_engine
     )
     server, port, health = make_server(address or settings.bind_address(settings.jobs_addr))
+    operations = load_operations()
     jobs_pb2_grpc.add_JobServiceServicer_to_server(
-        JobService(store, load_operations(), availability, settings), server
+        JobService(store, operations, availability, settings), server
+    )
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
+        CatalogService(CatalogStore(store), operations, availability, settings), server
     )
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(store), server)
-    mark_serving(health, "lightbox.v1.JobService", "lightbox.v1.AccountService")
+    mark_serving(
+        health, "lightbox.v1.JobService", "lightbox.v1.AccountService", "lightbox.v1.CatalogService"
+    )
     threading.Thread(
         target=_watch_database, args=(store, health), daemon=True, name="db-health"
     ).start()

@@ -18,6 +18,7 @@ from services.common.blobstore import LocalBlobStore
 from services.common.grpcutil import channel
 from services.common.logs import request_id, setup_logging
 from services.jobs import metrics
+from services.jobs.batches import start_batch_thread
 from services.jobs.engines import TritonEngines
 from services.jobs.pipeline import Pipeline, elapsed_ms, is_transient
 from services.jobs.retention import output_ttl_for, start_retention_thread
@@ -272,6 +273,7 @@ def main() -> None:
     # retention passes coordinate through the database like the workers do.
     webhook_threads = start_webhook_threads(settings, store, stop)
     start_retention_thread(settings, store, LocalBlobStore(settings.blob_root), stop)
+    start_batch_thread(settings, store, stop)
     log.info(
         "worker started with %d thread(s), %d webhook dispatcher(s), retention every %.0f s",
         len(threads),
