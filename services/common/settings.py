@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,6 +52,8 @@ class CommonSettings(BaseSettings):
     # engine; the jobs API refuses requests it cannot serve (503, not charged) and
     # GET /v1/models reports it.
     matting_engine: Literal["auto", "birefnet", "isnet", "classical"] = "auto"
+    # POST /v1/uploads: an upload id works this long; retention then deletes the blob.
+    upload_ttl_seconds: float = Field(3600.0, gt=0)
 
     @model_validator(mode="after")
     def _derive(self) -> CommonSettings:

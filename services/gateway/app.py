@@ -22,6 +22,7 @@ from services.gateway.context import Gateway
 from services.gateway.limits import BodyLimitMiddleware
 from services.gateway.middleware import RequestContextMiddleware
 from services.gateway.openapi import install_docs, with_error_bodies
+from services.gateway.routes_catalog import catalog_router
 from services.gateway.routes_operator import operator_router
 from services.gateway.routes_segmind import segmind_sync_router
 from services.gateway.routes_v1 import v1_router
@@ -104,6 +105,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         headers: dict[str, Any] = dict(exc.headers or {})
         return JSONResponse(err.body(), status_code=exc.status_code, headers=headers)
 
+    # First: its fixed paths (/v1/profiles, /v1/uploads, /v1/batches) must win over
+    # any /v1/{name} pattern of the other routers.
+    app.include_router(catalog_router(gw, auth, submitter))
     app.include_router(v1_router(gw, auth, submitter, catalog))
     app.include_router(v2_router(gw, auth, submitter))
     app.include_router(operator_router(gw))

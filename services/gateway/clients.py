@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from lightbox.v1 import accounts_pb2_grpc, compositor_pb2_grpc, jobs_pb2_grpc
+from lightbox.v1 import accounts_pb2_grpc, catalog_pb2_grpc, compositor_pb2_grpc, jobs_pb2_grpc
 
 from services.common.grpcutil import CHANNEL_OPTIONS, error_from_rpc
 from services.common.logs import request_id
@@ -21,6 +21,7 @@ class Clients:
         )
         self.jobs = jobs_pb2_grpc.JobServiceStub(self._jobs_channel)
         self.accounts = accounts_pb2_grpc.AccountServiceStub(self._jobs_channel)
+        self.catalog = catalog_pb2_grpc.CatalogServiceStub(self._jobs_channel)
         self.compositor = compositor_pb2_grpc.CompositorServiceStub(self._compositor_channel)
         self._jobs_health = health_pb2_grpc.HealthStub(self._jobs_channel)
         self._compositor_health = health_pb2_grpc.HealthStub(self._compositor_channel)

@@ -29,6 +29,7 @@ from services.common.errors import InvalidImage, InvalidParameter, LightboxError
 from services.gateway.auth import Account
 from services.gateway.context import Gateway
 from services.gateway.fetch import check_public_url, fetch_public_url
+from services.gateway.profiles import Composed, ProfileResolver
 from services.gateway.schemas import (
     MAX_UPSCALED_SIDE,
     FieldError,
@@ -104,6 +105,16 @@ def validation_error(exc: ValidationError | RequestValidationError) -> InvalidPa
     return InvalidParameter(name, f"{name}: {msg}" if loc else msg)
 
 
+def request_fingerprint(
+    operation: str, job_params: dict[str, Any], webhook_url: str | None, digests: dict[str, str]
+) -> str:
+    """What an Idempotency-Key is bound to: the operation, the job's fields,
+    the webhook and the input images' sha256 by role (batch items use the same)."""
+    return hashlib.sha256(
+        json.dumps([operation, job_params, webhook_url or "", digests], sort_keys=True).encode()
+    ).hexdigest()
+
+
 def too_large(limit: int) -> LightboxError:
     return LightboxError(
         f"The upload is over the {limit / (1024 * 1024):g} MB limit.",
@@ -142,6 +153,7 @@ class Submitter:
         # Decoding a 4096x4096 image takes ~64 MB and a core for a moment; a
         # burst of uploads queues here instead of exhausting memory.
         self._decode_slots = asyncio.Semaphore(gateway.settings.max_concurrent_decodes)
+        self.profiles = ProfileResolver(gateway)
 
     # -- reading the body ------------------------------------------------------------
 
@@ -269,6 +281,10 @@ class Submitter:
             raise too_large(self.max_bytes)
         return data
 
+    async def verify(self, data: bytes) -> imageio.ImageInfo:
+        """Decode-check an image (bounded concurrency); uploads and batches use it."""
+        return await self._verify(data)
+
     async def _verify(self, data: bytes) -> imageio.ImageInfo:
         async with self._decode_slots:
             return await run_in_threadpool(imageio.verify, data)
@@ -303,6 +319,11 @@ class Submitter:
         if has_mask and not spec.takes_mask:
             raise InvalidParameter("mask", f"{spec.name} takes no mask.")
         fields = rec.fields
+        # /v1 submits may name a profile (docs/catalogs.md); /v2 keeps Segmind's fields.
+        composed = Composed(fields)
+        if not v2:
+            composed = await self.profiles.apply(acct, spec.name, spec.schema, fields)
+            fields = composed.fields
         try:
             if spec.segmind:
                 fields = SegmindProductPhotoParams.model_validate(fields).native_fields()
@@ -314,6 +335,7 @@ class Submitter:
             await check_public_url(webhook_url, self.gw.settings.allow_loopback_urls)
 
         job_params: dict[str, Any] = params.job_params()  # type: ignore[attr-defined]
+        job_params.update(composed.recorded)
         if v2:
             # The worker keeps /v2 results for their own (shorter) time: see
             # services/jobs/retention.py (api_flavour, LIGHTBOX_OUTPUT_TTL_OVERRIDES).
@@ -364,17 +386,12 @@ class Submitter:
         wait: int,
     ) -> Submitted:
         store = self.gw.blobs
-        fingerprint = hashlib.sha256(
-            json.dumps(
-                [
-                    spec.name,
-                    job_params,
-                    webhook_url or "",
-                    {role: hashlib.sha256(data).hexdigest() for role, data in blobs.items()},
-                ],
-                sort_keys=True,
-            ).encode()
-        ).hexdigest()
+        fingerprint = request_fingerprint(
+            spec.name,
+            job_params,
+            webhook_url,
+            {role: hashlib.sha256(data).hexdigest() for role, data in blobs.items()},
+        )
         struct = struct_pb2.Struct()
         struct.update(job_params)
         keys: dict[str, str] = {}

@@ -205,7 +205,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
                     blocked_reason=reason,
                 )
             )
-        record = self.catalog.create_batch(
+        record, replayed = self.catalog.create_batch(
             request.account_id,
             operation=request.operation,
             profile=request.profile or None,
@@ -219,7 +219,13 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
             record.credits,
             request.account_id,
         )
-        return batch_to_proto(record)
+        msg = batch_to_proto(record)
+        # Which items reused an earlier job, so the gateway drops their new input copies.
+        for index in sorted(replayed):
+            msg.items.add(
+                index=index, sku=specs[index].sku, variant=specs[index].variant, replayed=True
+            )
+        return msg
 
     @with_request_id
     @handle_errors

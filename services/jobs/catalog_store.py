@@ -236,8 +236,9 @@ class CatalogStore:
         profile: str | None,
         webhook_url: str | None,
         items: Sequence[BatchItemSpec],
-    ) -> BatchRecord:
-        """Queue every item as a job, or nothing (402 when credits fall short)."""
+    ) -> tuple[BatchRecord, set[int]]:
+        """Queue every item as a job, or nothing (402 when credits fall short).
+        Returns the batch and the indexes of items that replayed an earlier job."""
         if not 1 <= len(items) <= MAX_BATCH_ITEMS:
             raise InvalidParameter("items", f"A batch has 1 to {MAX_BATCH_ITEMS} items.")
         keys = [item.idempotency_key for item in items]
@@ -302,7 +303,7 @@ class CatalogStore:
             conn.execute(insert(batch_items), rows)
             if queued:
                 s._notify(conn)
-            return self._load_batch(conn, batch_id, account_id)
+            return self._load_batch(conn, batch_id, account_id), set(replays)
 
     def _insert_job(
         self, conn: Connection, account_id: str, item: BatchItemSpec, now: datetime

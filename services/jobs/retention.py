@@ -137,6 +137,13 @@ def sweep_orphans(
     return deleted
 
 
+def sweep_uploads(blobs: LocalBlobStore, ttl_seconds: float, now: float | None = None) -> int:
+    """Delete uploads (POST /v1/uploads) older than their TTL: their ids have
+    expired; a batch that used one has its own copy among its jobs' inputs."""
+    cutoff = (time.time() if now is None else now) - ttl_seconds
+    return sum(blobs.delete(key) for key, mtime in list(blobs.list("uploads")) if mtime <= cutoff)
+
+
 def run_retention(
     store: JobStore,
     blobs: LocalBlobStore,
@@ -144,6 +151,7 @@ def run_retention(
     input_grace_seconds: float,
     job_retention_seconds: float,
     orphan_min_age_seconds: float,
+    upload_ttl_seconds: float = 3600.0,
 ) -> RetentionReport:
     """One full pass; `job_retention_seconds` 0 keeps job rows."""
     report = RetentionReport()
@@ -152,6 +160,7 @@ def run_retention(
     if job_retention_seconds > 0:
         report.jobs_deleted = purge_job_rows(store, timedelta(seconds=job_retention_seconds))
     report.orphans_deleted = sweep_orphans(store, blobs, orphan_min_age_seconds)
+    report.orphans_deleted += sweep_uploads(blobs, upload_ttl_seconds)
     store.purge_expired_idempotency_keys()
     return report
 
@@ -166,6 +175,7 @@ def run_retention_with(
         input_grace_seconds=settings.input_grace_seconds,
         job_retention_seconds=settings.job_retention_seconds,
         orphan_min_age_seconds=settings.orphan_min_age_seconds,
+        upload_ttl_seconds=settings.upload_ttl_seconds,
     )
 
 

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from services.common.errors import InsufficientCredits, LightboxError, NotFound
-from services.jobs.catalog_store import BatchItemSpec, CatalogStore
+from services.jobs.catalog_store import BatchItemSpec, BatchRecord, CatalogStore
+from services.jobs.batches import BatchBodyRenderer, BatchDispatcher
 from services.jobs.store import AccountRecord, JobStore
+from tests.jobs.webhook_receiver import Receiver
 
 if TYPE_CHECKING:
     from tests.jobs.conftest import FakeClock
@@ -45,14 +47,18 @@ def item(n: int, **overrides: Any) -> BatchItemSpec:
     return BatchItemSpec(**fields)
 
 
-def batch(catalog: CatalogStore, account: AccountRecord, items: list[BatchItemSpec], **kw: Any):
-    return catalog.create_batch(
+def batch(
+    catalog: CatalogStore, account: AccountRecord, items: list[BatchItemSpec], **kw: Any
+) -> BatchRecord:
+    record, replayed = catalog.create_batch(
         account.id,
         operation="remove-background",
         profile=kw.get("profile"),
         webhook_url=kw.get("webhook_url"),
         items=items,
     )
+    assert replayed == {i for i, spec in enumerate(items) if spec.sku in kw.get("seen", ())}
+    return record
 
 
 def test_profile_versions_are_numbered_per_account_and_name(
@@ -83,7 +89,7 @@ def test_batch_charges_each_item_once_and_replays_cost_nothing(
     assert created.items_total == 3 and created.credits == 3 * PRICE
     assert created.counts["queued"] == 3
     assert store.balance(account.id) == 20 - 3 * PRICE
-    again = batch(catalog, account, [item(n) for n in range(4)])
+    again = batch(catalog, account, [item(n) for n in range(4)], seen={"S0", "S1", "S2"})
     assert again.credits == PRICE
     assert store.balance(account.id) == 20 - 4 * PRICE
     _, items, _ = catalog.get_batch(account.id, again.id, limit=10)
@@ -175,3 +181,37 @@ def test_batches_are_per_account(
     with pytest.raises(NotFound):
         catalog.cancel_batch(other.id, created.id)
     assert catalog.list_batches(other.id) == ([], None)
+
+
+def test_batch_webhook_is_posted_signed_once_over_http(
+    catalog: CatalogStore, store: JobStore, account: AccountRecord, clock: FakeClock
+) -> None:
+    receiver = Receiver(secret=account.webhook_secret, answers=[503])
+    try:
+        created = batch(catalog, account, [item(0), item(1)], webhook_url=receiver.url)
+        dispatcher = BatchDispatcher(
+            catalog,
+            BatchBodyRenderer("http://lightbox.test", "link-secret-for-tests-0123456789"),
+            timeout_s=2.0,
+            retry_base_s=1.0,
+            allow_loopback=True,
+        )
+        assert dispatcher.run_once() is False  # items still queued: nothing to send
+        for _ in range(2):
+            job = store.claim("w1", 30)
+            assert job is not None
+            store.fail(job.id, "w1", code="boom", message="x", transient=False)
+        assert dispatcher.run_once() is True  # settles, sends, gets a 503
+        assert dispatcher.run_once() is False  # the retry is not due yet
+        clock.advance(5)
+        assert dispatcher.run_once() is True
+        clock.advance(3600)
+        assert dispatcher.run_once() is False
+    finally:
+        receiver.close()
+    assert [r.answered for r in receiver.received] == [503, 200]
+    assert all(r.verified for r in receiver.received)
+    body = receiver.received[-1].json()
+    assert body["batch_id"] == created.id and body["status"] == "completed"
+    assert body["counts"]["failed"] == 2 and body["progress"] == 1.0
+    assert "items" not in body
