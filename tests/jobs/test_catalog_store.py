@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from services.common.errors import InsufficientCredits, LightboxError, NotFound
-from services.jobs.catalog_store import BatchItemSpec, BatchRecord, CatalogStore
 from services.jobs.batches import BatchBodyRenderer, BatchDispatcher
+from services.jobs.catalog_store import BatchItemSpec, BatchRecord, CatalogStore
 from services.jobs.store import AccountRecord, JobStore
 from tests.jobs.webhook_receiver import Receiver
 
