@@ -28,7 +28,6 @@ from services.gateway.fetch import check_public_url, fetch_public_url
 from services.gateway.profiles import Composed, ProfileResolver, ProfileVersion, compose, parse_vars
 from services.gateway.schemas import MAX_UPSCALED_SIDE, UpscaleParams
 from services.gateway.submit import OPERATIONS, Submitter, request_fingerprint, validation_error
-from services.gateway.uploads import read_upload_id, upload_not_found
 
 MAX_ITEMS = 1000
 # Images fetched and checked at once per batch.
@@ -228,6 +227,9 @@ class BatchCreator:
             if entry.replayed:
                 for key in ready_items[entry.index].inputs.values():
                     self.gw.blobs.delete(key)
+        queued = len(ready_items) - len(created.items)
+        if queued:
+            self.gw.metrics.submits.labels(spec.name).inc(queued)
         return created
 
     def _prepare(
@@ -275,20 +277,13 @@ class BatchCreator:
     ) -> list[RowError]:
         slots = asyncio.Semaphore(FETCH_CONCURRENCY)
         errors: list[RowError] = []
-        secret = self.gw.settings.signing_secret
         max_bytes = self.gw.settings.max_upload_bytes
 
         async def one(index: int, p: Prepared) -> None:
             async with slots:
                 try:
                     if p.item.upload_id:
-                        try:
-                            key = read_upload_id(secret, acct.id, p.item.upload_id)
-                            data = await run_in_threadpool(self.gw.blobs.get, key)
-                        except LightboxError as err:
-                            if err.code == "not_found":  # retention deleted the blob
-                                raise upload_not_found() from None
-                            raise
+                        data = await self.submitter.upload_bytes(acct, p.item.upload_id)
                     else:
                         assert p.item.image_url is not None
                         data = await fetch_public_url(

@@ -42,6 +42,7 @@ from services.gateway.schemas import (
     SegmindProductPhotoParams,
     UpscaleParams,
 )
+from services.gateway.upload_ids import read_upload_id, upload_not_found
 from services.gateway.views import TERMINAL_PROTO
 
 log = logging.getLogger(__name__)
@@ -285,6 +286,16 @@ class Submitter:
         """Decode-check an image (bounded concurrency); uploads and batches use it."""
         return await self._verify(data)
 
+    async def upload_bytes(self, acct: Account, upload_id: str) -> bytes:
+        """The image of an upload id (POST /v1/uploads) of this account."""
+        key = read_upload_id(self.gw.settings.signing_secret, acct.id, upload_id)
+        try:
+            return await run_in_threadpool(self.gw.blobs.get, key)
+        except LightboxError as err:
+            if err.code == "not_found":  # retention has deleted it
+                raise upload_not_found() from None
+            raise
+
     async def _verify(self, data: bytes) -> imageio.ImageInfo:
         async with self._decode_slots:
             return await run_in_threadpool(imageio.verify, data)
@@ -306,6 +317,22 @@ class Submitter:
         wait = prefer_wait(request.headers.get("prefer", ""), self.gw.settings.max_wait_seconds)
 
         rec = await self.read(request, spec, v2)
+        upload_id = None if v2 else rec.fields.pop("image_upload_id", None)
+        if upload_id not in (None, ""):
+            if not isinstance(upload_id, str):
+                raise InvalidParameter("image_upload_id", "image_upload_id must be a string.")
+            if "image" in rec.files or "image" in rec.urls:
+                raise LightboxError(
+                    "Send one of an image file, image_url or image_upload_id.",
+                    code="ambiguous_image",
+                    guidance="Remove all but one of 'image', 'image_url' and 'image_upload_id'.",
+                    field="image",
+                )
+            try:
+                rec.files["image"] = await self.upload_bytes(acct, upload_id)
+            except LightboxError as err:
+                err.extra["field"] = "image_upload_id"
+                raise
         has_image = "image" in rec.files or "image" in rec.urls
         if spec.takes_image and not has_image:
             raise LightboxError(

@@ -2,17 +2,12 @@
 `image_upload_id`) can name (docs/catalogs.md).
 
 The image passes the same checks as a submit's. It is stored under the blob
-kind "uploads"; the id is the blob key, its expiry and an HMAC binding both to
-the uploading account, so the gateway needs no state to honour it and another
-account's or a tampered id is simply unknown. Retention deletes upload blobs
-once older than upload_ttl_seconds (services/jobs/retention.sweep_uploads)."""
+kind "uploads" and named by an id (upload_ids.py) that needs no state.
+Retention deletes upload blobs once older than upload_ttl_seconds
+(services/jobs/retention.sweep_uploads)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,13 +16,12 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from services.common.blobstore import is_valid_key
 from services.common.errors import LightboxError
 from services.gateway.auth import Account
 from services.gateway.context import Gateway
 from services.gateway.submit import Submitter, too_large
+from services.gateway.upload_ids import make_upload_id
 
-PREFIX = "up_"
 UPLOAD_KIND = "uploads"
 
 
@@ -40,44 +34,6 @@ class StoredUpload:
     format: str
     size: int
     expires_at: int
-
-
-def upload_not_found() -> LightboxError:
-    return LightboxError(
-        "There is no such upload for this account, or it has expired.",
-        code="upload_not_found",
-        guidance="POST the file to /v1/uploads again and use the new upload_id.",
-        field="upload_id",
-    )
-
-
-def _mac(secret: str, account_id: str, key: str, expires: int) -> str:
-    msg = f"upload\n{account_id}\n{key}\n{expires}".encode()
-    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()[:40]
-
-
-def make_upload_id(secret: str, account_id: str, key: str, expires: int) -> str:
-    payload = base64.urlsafe_b64encode(f"{key}\n{expires}".encode()).decode().rstrip("=")
-    return f"{PREFIX}{payload}.{_mac(secret, account_id, key, expires)}"
-
-
-def read_upload_id(secret: str, account_id: str, upload_id: str, now: float | None = None) -> str:
-    """The blob key an upload id names; upload_not_found if it is not this
-    account's, was altered, or has expired."""
-    if not upload_id.startswith(PREFIX) or len(upload_id) > 512:
-        raise upload_not_found()
-    payload, _, mac = upload_id[len(PREFIX) :].partition(".")
-    try:
-        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
-        key, expires_text = raw.split("\n")
-        expires = int(expires_text)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise upload_not_found() from None
-    if not hmac.compare_digest(_mac(secret, account_id, key, expires), mac):
-        raise upload_not_found()
-    if (time.time() if now is None else now) > expires or not is_valid_key(key):
-        raise upload_not_found()
-    return key
 
 
 class Uploads:

@@ -505,13 +505,24 @@ class CatalogStore:
             ).rowcount
             return bool(changed == 1)
 
+    @_retry_once
     def settle_running(self) -> int:
-        """Settle the oldest running batches whose items have all ended; how many."""
+        """Settle running batches whose items have all ended (up to SETTLE_SCAN
+        per call, oldest first); how many this call settled."""
+        live = (
+            select(batch_items.c.idx)
+            .select_from(batch_items.join(jobs, jobs.c.id == batch_items.c.job_id))
+            .where(
+                batch_items.c.batch_id == batches.c.id,
+                jobs.c.status.not_in(sorted(TERMINAL_STATUSES)),
+            )
+            .exists()
+        )
         with self.store._tx(write=False) as conn:
             ids = list(
                 conn.execute(
                     select(batches.c.id)
-                    .where(batches.c.status == BATCH_RUNNING)
+                    .where(batches.c.status == BATCH_RUNNING, ~live)
                     .order_by(batches.c.created_at)
                     .limit(SETTLE_SCAN)
                 ).scalars()

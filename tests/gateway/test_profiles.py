@@ -21,7 +21,7 @@ from services.gateway.profiles import (
     parse_vars,
 )
 from services.gateway.schemas import ProductPhotoParams
-from services.gateway.uploads import make_upload_id, read_upload_id
+from services.gateway.upload_ids import make_upload_id, read_upload_id
 
 REPO = Path(__file__).resolve().parents[2]
 FIELDS = set(ProductPhotoParams.model_fields)

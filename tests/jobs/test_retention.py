@@ -24,6 +24,7 @@ from services.jobs.retention import (
     output_ttl_for,
     run_retention,
     sweep_orphans,
+    sweep_uploads,
 )
 from services.jobs.settings import JobsSettings
 from services.jobs.store import AccountRecord, JobRecord, JobStore
@@ -251,6 +252,17 @@ def test_orphan_outputs_are_swept_once_old(
     assert sweep_orphans(store, blobs, min_age_seconds=HOUR) == 1
     assert blobs.exists(kept) and blobs.exists(young_orphan) and not blobs.exists(old_orphan)
     assert {key for key, _ in blobs.list("outputs")} == {kept, young_orphan}
+
+
+def test_uploads_are_deleted_once_past_their_ttl(blobs: LocalBlobStore) -> None:
+    old = blobs.put(b"uploaded two hours ago", "uploads", ".png")
+    young = blobs.put(b"uploaded just now", "uploads", ".png")
+    output = blobs.put(b"an output, not an upload", "outputs", ".png")
+    long_ago = time.time() - 2 * HOUR
+    for key in (old, output):
+        os.utime(blobs.root / key, (long_ago, long_ago))
+    assert sweep_uploads(blobs, ttl_seconds=HOUR) == 1
+    assert not blobs.exists(old) and blobs.exists(young) and blobs.exists(output)
 
 
 @pytest.fixture

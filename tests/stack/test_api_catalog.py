@@ -159,6 +159,18 @@ def test_uploads_check_like_a_submit(sqlite_stack: RunningStack, key: Key) -> No
         f"{sqlite_stack.url}/v1/uploads", headers=key.headers, json={"image": "x"}, timeout=10
     )
     assert none.status_code == 415 and error_of(none) == "unsupported_media_type"
+    # A submit may name the upload instead of sending the file again.
+    submit = f"{sqlite_stack.url}/v1/image/remove-background"
+    queued = requests.post(
+        submit, headers=key.headers, json={"image_upload_id": body["upload_id"]}, timeout=30
+    )
+    assert queued.status_code == 202, queued.text
+    other = make_key(sqlite_stack, credits=10)
+    foreign = requests.post(
+        submit, headers=other.headers, json={"image_upload_id": body["upload_id"]}, timeout=30
+    )
+    assert foreign.status_code == 404 and error_of(foreign) == "upload_not_found"
+    assert foreign.json()["detail"]["field"] == "image_upload_id"
 
 
 def test_batch_items_are_all_checked_before_anything_is_queued(
