@@ -427,7 +427,9 @@ class CatalogStore:
         return records, _encode_cursor(records[-1].created_at, records[-1].id)
 
     def cancel_batch(self, account_id: str, batch_id: str) -> BatchRecord:
-        """Cancel and refund every item still queued; processing items finish."""
+        """Cancel and refund every item still queued; processing items finish.
+        A batch whose items have all ended is settled first and stays as it ended."""
+        self.settle(batch_id)
         with self.store._tx(write=False) as conn:
             self._load_batch(conn, batch_id, account_id)
             queued = list(
@@ -452,7 +454,11 @@ class CatalogStore:
         with self.store._tx() as conn:
             conn.execute(
                 update(batches)
-                .where(batches.c.id == batch_id, batches.c.canceled_at.is_(None))
+                .where(
+                    batches.c.id == batch_id,
+                    batches.c.status == BATCH_RUNNING,
+                    batches.c.canceled_at.is_(None),
+                )
                 .values(canceled_at=self.store.now())
             )
 

@@ -134,6 +134,13 @@ def test_paging_cancel_refunds_queued_items_and_settles(
     settled, _, _ = catalog.get_batch(account.id, created.id)
     assert settled.status == "canceled" and settled.finished_at is not None
     assert store.balance(account.id) == 20
+    # A finished batch stays as it ended.
+    done = batch(catalog, account, [item(9)])
+    job = store.claim("w1", 30)
+    assert job is not None
+    store.fail(job.id, "w1", code="boom", message="x", transient=False)
+    again = catalog.cancel_batch(account.id, done.id)
+    assert again.status == "completed" and again.canceled_at is None
 
 
 def test_batch_webhook_is_claimed_once_and_retried(
