@@ -5,7 +5,7 @@ batches; the state lives in the jobs service (CatalogService)."""
 # No `from __future__ import annotations`: FastAPI resolves annotations from module
 # globals, and the routes' Annotated[Account, Depends(auth)] is a local.
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -17,7 +17,7 @@ from services.gateway.auth import Account, Authenticator
 from services.gateway.batches import BatchCreator, BatchIn, read_json
 from services.gateway.catalog_views import batch_body, profile_body
 from services.gateway.context import Gateway
-from services.gateway.openapi import errors
+from services.gateway.openapi import _inline, errors, ok
 from services.gateway.profiles import (
     ProfileIn,
     check_profile,
@@ -30,6 +30,34 @@ from services.gateway.uploads import Uploads, upload_body
 
 _BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
 SCHEMAS = json_schemas()
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI request body from a model's JSON Schema, its $defs inlined."""
+    inlined = _inline(schema, schema.get("$defs", {}))
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inlined}}}}
+
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "JPEG, PNG or WebP, <= 10 MB",
+                        }
+                    },
+                    "required": ["image"],
+                }
+            }
+        },
+    }
+}
 
 
 def _batch_id(batch_id: str) -> str:
@@ -51,13 +79,11 @@ def catalog_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> AP
         tags=["catalogs"],
         status_code=201,
         response_model=None,
-        responses=errors(400, 401, 404, 415, 422, 429),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ProfileIn.model_json_schema()}},
-            }
+        responses={
+            201: ok("The stored version: name, version, created_at and the profile."),
+            **errors(400, 401, 415, 422, 429, 503),
         },
+        openapi_extra=_json_body(ProfileIn.model_json_schema()),
     )
     async def create_profile(request: Request, acct: Acct) -> JSONResponse:
         """Create a profile, or the next version of one (versions are immutable)."""
@@ -76,7 +102,12 @@ def catalog_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> AP
         )
         return JSONResponse(profile_body(msg), status_code=201)
 
-    @router.get("/profiles", tags=["catalogs"], response_model=None, responses=errors(401, 429))
+    @router.get(
+        "/profiles",
+        tags=["catalogs"],
+        response_model=None,
+        responses={200: ok("profiles: name, latest_version, operation."), **errors(401, 429)},
+    )
     async def list_profiles(acct: Acct) -> JSONResponse:
         """This account's profiles with their latest version."""
         resp = await gw.call(
@@ -97,7 +128,10 @@ def catalog_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> AP
         )
 
     @router.get(
-        "/profiles/{name}", tags=["catalogs"], response_model=None, responses=errors(401, 404, 429)
+        "/profiles/{name}",
+        tags=["catalogs"],
+        response_model=None,
+        responses={200: ok("Every version, oldest first."), **errors(401, 404, 422, 429)},
     )
     async def get_profile(name: str, acct: Acct) -> JSONResponse:
         """Every version of one profile, oldest first."""
@@ -115,7 +149,7 @@ def catalog_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> AP
         "/profiles/{name}/versions/{version}",
         tags=["catalogs"],
         response_model=None,
-        responses=errors(401, 404, 429),
+        responses={200: ok("One version."), **errors(401, 404, 422, 429)},
     )
     async def get_profile_version(name: str, version: str, acct: Acct) -> JSONResponse:
         """One version (`latest` allowed)."""
@@ -128,7 +162,15 @@ def catalog_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> AP
         )
         return JSONResponse(profile_body(msg))
 
-    @router.get("/schemas/{filename}", tags=["catalogs"], response_model=None)
+    @router.get(
+        "/schemas/{filename}",
+        tags=["catalogs"],
+        response_model=None,
+        responses={
+            200: {"description": "A JSON Schema (draft 2020-12)."},
+            **errors(404, 429),
+        },
+    )
     async def json_schema(filename: str) -> JSONResponse:
         """JSON Schemas: profile.json, catalog-row.json (no key needed)."""
         schema = SCHEMAS.get(filename)
@@ -146,7 +188,11 @@ def catalog_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> AP
         tags=["catalogs"],
         status_code=201,
         response_model=None,
-        responses=errors(400, 401, 413, 415, 422, 429),
+        responses={
+            201: ok("upload_id, width, height, format, bytes, expires_at."),
+            **errors(400, 401, 413, 415, 422, 429, 503),
+        },
+        openapi_extra=UPLOAD_BODY,
     )
     async def create_upload(request: Request, acct: Acct) -> JSONResponse:
         """Store an image (multipart field `image`) for batches; answers its upload_id."""
@@ -160,13 +206,11 @@ def catalog_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> AP
         tags=["catalogs"],
         status_code=202,
         response_model=None,
-        responses=errors(400, 401, 402, 403, 404, 409, 415, 422, 429, 503),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": BatchIn.model_json_schema()}},
-            }
+        responses={
+            202: ok("Queued: the batch body without items."),
+            **errors(400, 401, 402, 403, 404, 409, 413, 415, 422, 429, 503),
         },
+        openapi_extra=_json_body(BatchIn.model_json_schema()),
     )
     async def create_batch(request: Request, acct: Acct) -> JSONResponse:
         """Queue up to 1,000 items, each an ordinary job; all or nothing."""
@@ -175,7 +219,12 @@ def catalog_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> AP
         body = batch_body(created, gw.base_url(request), gw.settings.signing_secret)
         return JSONResponse(body, status_code=202)
 
-    @router.get("/batches", tags=["catalogs"], response_model=None, responses=errors(401, 422, 429))
+    @router.get(
+        "/batches",
+        tags=["catalogs"],
+        response_model=None,
+        responses={200: ok("batches (newest first), next_cursor."), **errors(401, 422, 429)},
+    )
     async def list_batches(
         request: Request,
         acct: Acct,
@@ -199,7 +248,10 @@ def catalog_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> AP
         "/batches/{batch_id}",
         tags=["catalogs"],
         response_model=None,
-        responses=errors(401, 404, 422, 429),
+        responses={
+            200: ok("The batch body with one page of items."),
+            **errors(401, 404, 422, 429),
+        },
     )
     async def get_batch(
         batch_id: str,
@@ -223,7 +275,7 @@ def catalog_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> AP
         "/batches/{batch_id}",
         tags=["catalogs"],
         response_model=None,
-        responses=errors(401, 404, 429),
+        responses={200: ok("The batch body after canceling."), **errors(401, 404, 429)},
     )
     async def cancel_batch(batch_id: str, request: Request, acct: Acct) -> JSONResponse:
         """Cancel (and refund) every item still queued."""
