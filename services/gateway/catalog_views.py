@@ -4,9 +4,9 @@ the same function, so the webhook body is the GET body without items."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from google.protobuf import json_format
 from lightbox.v1 import catalog_pb2
 
 from services.gateway.views import _time, job_body
@@ -16,7 +16,7 @@ TERMINAL_COUNTED = ("completed", "failed", "blocked", "canceled")
 
 
 def profile_body(profile: catalog_pb2.Profile) -> dict[str, Any]:
-    body = json_format.MessageToDict(profile.body)
+    body = json.loads(profile.body_json)
     return {
         "name": profile.name,
         "version": profile.version,

@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
 from lightbox.v1 import catalog_pb2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -118,7 +117,7 @@ class ProfileVersion:
 
     @classmethod
     def from_proto(cls, msg: catalog_pb2.Profile) -> ProfileVersion:
-        return cls(msg.name, msg.version, json_format.MessageToDict(msg.body))
+        return cls(msg.name, msg.version, json.loads(msg.body_json))
 
 
 @dataclass
@@ -361,7 +360,7 @@ class ProfileResolver:
         )
 
 
-def profile_struct(profile: ProfileIn) -> struct_pb2.Struct:
-    msg = struct_pb2.Struct()
-    msg.update(profile.model_dump(mode="json", exclude={"name"}))
-    return msg
+def profile_json(profile: ProfileIn) -> str:
+    """What the jobs service stores for a version: the profile without its name."""
+    body = profile.model_dump(mode="json", exclude={"name"}, exclude_none=True)
+    return json.dumps(body, separators=(",", ":"))

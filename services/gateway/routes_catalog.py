@@ -23,7 +23,7 @@ from services.gateway.profiles import (
     check_profile,
     json_schemas,
     parse_ref,
-    profile_struct,
+    profile_json,
 )
 from services.gateway.submit import Submitter, validation_error
 from services.gateway.uploads import Uploads, upload_body
@@ -97,7 +97,7 @@ def catalog_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> AP
         msg = await gw.call(
             gw.clients.catalog.CreateProfile,
             catalog_pb2.CreateProfileRequest(
-                account_id=acct.id, name=profile.name, body=profile_struct(profile)
+                account_id=acct.id, name=profile.name, body_json=profile_json(profile)
             ),
         )
         return JSONResponse(profile_body(msg), status_code=201)

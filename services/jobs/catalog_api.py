@@ -11,10 +11,9 @@ import json
 import logging
 import secrets
 from datetime import datetime
-from typing import Any
 
 import grpc
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 from lightbox.v1 import catalog_pb2, catalog_pb2_grpc
 
 from services.common.errors import InvalidParameter
@@ -46,17 +45,11 @@ def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
-    msg = struct_pb2.Struct()
-    msg.update(values)
-    return msg
-
-
 def profile_to_proto(record: ProfileRecord) -> catalog_pb2.Profile:
     return catalog_pb2.Profile(
         name=record.name,
         version=record.version,
-        body=_struct(record.body),
+        body_json=json.dumps(record.body, separators=(",", ":")),
         created_at=_ts(record.created_at),
     )
 
@@ -124,7 +117,12 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
     def CreateProfile(
         self, request: catalog_pb2.CreateProfileRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.Profile:
-        body = json_format.MessageToDict(request.body)
+        try:
+            body = json.loads(request.body_json)
+        except json.JSONDecodeError:
+            raise InvalidParameter("body", "The profile is not a JSON object.") from None
+        if not isinstance(body, dict):
+            raise InvalidParameter("body", "The profile is not a JSON object.")
         op = self._operation(str(body.get("operation", "")))
         record = self.catalog.create_profile(request.account_id, request.name, op.name, body)
         log.info("profile %s@%d account=%s", record.name, record.version, request.account_id)

@@ -23,7 +23,7 @@ PROFILE: dict[str, Any] = {
     "fields": {"preset": "custom", "shadow_type": "none", "output_format": "png"},
     "locked": ["preset", "shadow_type"],
     "placements": {
-        "product-page": {"aspect_ratio": "1:1", "scale": 0.7},
+        "product-page": {"aspect_ratio": "1:1", "scale": 0.7, "x": 40},
         "social-feed": {"aspect_ratio": "4:5"},
     },
     "prompts": {"background_prompt": "{{tone}} marble"},
@@ -77,6 +77,11 @@ def test_profile_versions_are_immutable_and_per_account(
     base = f"{sqlite_stack.url}/v1/profiles"
     v1 = requests.get(f"{base}/shoe-main/versions/1", headers=key.headers, timeout=10).json()
     assert v1["description"] == "catalog test" and v1["locked"] == ["preset", "shadow_type"]
+    assert v1["fields"] == PROFILE["fields"] and v1["placements"]["product-page"] == {
+        "aspect_ratio": "1:1",
+        "scale": 0.7,
+        "x": 40,
+    }
     latest = requests.get(f"{base}/shoe-main/versions/latest", headers=key.headers, timeout=10)
     assert latest.json()["version"] == 2 and latest.json()["description"] == "v2"
     versions = requests.get(f"{base}/shoe-main", headers=key.headers, timeout=10).json()
@@ -238,7 +243,7 @@ def test_batch_short_of_credits_is_402_before_anything_is_queued(
 def test_batch_cancel_refunds_queued_items(sqlite_stack: RunningStack) -> None:
     # One job at a time: the big first item holds the queue while we cancel.
     k = make_key(sqlite_stack, credits=100, max_concurrent=1)
-    big = upload(sqlite_stack.url, k, product(2048, 2048)).json()["upload_id"]
+    big = upload(sqlite_stack.url, k, product(1024, 1024)).json()["upload_id"]
     small = upload(sqlite_stack.url, k, product()).json()["upload_id"]
     items = [{"sku": "B0", "upload_id": big}] + [
         {"sku": f"B{n}", "upload_id": small} for n in range(1, 4)
@@ -276,26 +281,27 @@ def test_batch_cancel_refunds_queued_items(sqlite_stack: RunningStack) -> None:
 def test_batch_runs_pages_and_a_resubmit_charges_nothing(stack: RunningStack) -> None:
     k = make_key(stack, credits=100)
     up = upload(stack.url, k, product()).json()["upload_id"]
-    items = [{"sku": f"C{n}", "variant": "main", "upload_id": up} for n in range(3)]
+    items = [{"sku": f"C{n}", "variant": "main", "upload_id": up} for n in range(2)]
     body = {"operation": "remove-background", "items": items}
     r = requests.post(f"{stack.url}/v1/batches", headers=k.headers, json=body, timeout=60)
     assert r.status_code == 202, r.text
     batch_id = r.json()["batch_id"]
     done = wait_batch(stack.url, k, batch_id)
-    assert done["status"] == "completed" and done["counts"]["completed"] == 3
-    assert [i["sku"] for i in done["items"]] == ["C0", "C1", "C2"]
+    assert done["status"] == "completed" and done["counts"]["completed"] == 2
+    assert done["progress"] == 1.0 and done["finished_at"]
+    assert [i["sku"] for i in done["items"]] == ["C0", "C1"]
     assert all(i["output_url"] and i["error"] is None for i in done["items"])
     page = requests.get(
-        f"{stack.url}/v1/batches/{batch_id}", headers=k.headers, params={"limit": 2}
+        f"{stack.url}/v1/batches/{batch_id}", headers=k.headers, params={"limit": 1}
     ).json()
-    assert [i["index"] for i in page["items"]] == [0, 1] and page["next_cursor"]
+    assert [i["index"] for i in page["items"]] == [0] and page["next_cursor"]
     rest = requests.get(
         f"{stack.url}/v1/batches/{batch_id}",
         headers=k.headers,
-        params={"limit": 2, "cursor": page["next_cursor"]},
+        params={"limit": 1, "cursor": page["next_cursor"]},
     ).json()
-    assert [i["index"] for i in rest["items"]] == [2] and rest["next_cursor"] is None
-    assert balance(stack.url, k) == 94
+    assert [i["index"] for i in rest["items"]] == [1] and rest["next_cursor"] is None
+    assert balance(stack.url, k) == 96
     again = requests.post(f"{stack.url}/v1/batches", headers=k.headers, json=body, timeout=60)
     assert again.status_code == 202, again.text
     assert again.json()["credits_reserved"] == 0
@@ -304,8 +310,8 @@ def test_batch_runs_pages_and_a_resubmit_charges_nothing(stack: RunningStack) ->
         i["generation_id"] for i in done["items"]
     ]
     assert all(i["replayed"] for i in replay["items"])
-    assert balance(stack.url, k) == 94
+    assert balance(stack.url, k) == 96
     usage = requests.get(f"{stack.url}/v1/account/usage", headers=k.headers).json()
-    assert len(usage["jobs"]) == 3
+    assert len(usage["jobs"]) == 2
     listed = requests.get(f"{stack.url}/v1/batches", headers=k.headers).json()["batches"]
     assert [b["batch_id"] for b in listed] == [again.json()["batch_id"], batch_id]
