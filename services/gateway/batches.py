@@ -27,7 +27,13 @@ from services.gateway.context import Gateway
 from services.gateway.fetch import check_public_url, fetch_public_url
 from services.gateway.profiles import Composed, ProfileResolver, ProfileVersion, compose, parse_vars
 from services.gateway.schemas import MAX_UPSCALED_SIDE, UpscaleParams
-from services.gateway.submit import OPERATIONS, Submitter, request_fingerprint, validation_error
+from services.gateway.submit import (
+    OPERATIONS,
+    OperationSpec,
+    Submitter,
+    request_fingerprint,
+    validation_error,
+)
 
 MAX_ITEMS = 1000
 # Images fetched and checked at once per batch.
@@ -80,7 +86,7 @@ class RowError:
 @dataclass
 class Prepared:
     item: BatchItemIn
-    params: Any  # the operation's validated schema
+    params: BaseModel  # the operation's validated fields
     job_params: dict[str, Any]
     key: str
     inputs: dict[str, str] = field(default_factory=dict)
@@ -158,8 +164,6 @@ class BatchCreator:
                 code="forbidden",
                 guidance="Ask the operator for a key that allows this operation.",
             )
-        if "webhook_url" in batch.fields:
-            raise InvalidParameter("fields.webhook_url", "The batch's webhook_url is top level.")
         if batch.webhook_url:
             await check_public_url(batch.webhook_url, self.gw.settings.allow_loopback_urls)
 
@@ -169,7 +173,7 @@ class BatchCreator:
         default_suffix = profile.ref if profile else spec.name
         for index, item in enumerate(batch.items):
             try:
-                ready = self._prepare(index, item, batch, spec, profile, default_suffix)
+                ready = self._prepare(item, batch, spec, profile, default_suffix)
             except LightboxError as err:
                 errors.append(_row_error(index, item.sku, err))
                 prepared.append(None)
@@ -234,17 +238,19 @@ class BatchCreator:
 
     def _prepare(
         self,
-        index: int,
         item: BatchItemIn,
         batch: BatchIn,
-        spec: Any,
+        spec: OperationSpec,
         profile: ProfileVersion | None,
         default_suffix: str,
     ) -> Prepared:
+        """One item's job fields and idempotency key (its image comes later)."""
         fields = {**batch.fields, **item.fields}
-        for name in ("webhook_url", "profile", "placement", "vars"):
-            if name in item.fields:
-                raise InvalidParameter(f"fields.{name}", f"{name} is not an item field override.")
+        for name in ("webhook_url", "profile", "placement", "vars", "image_upload_id"):
+            if name in fields:
+                raise InvalidParameter(
+                    f"fields.{name}", f"{name} is not a field override; it has its own key."
+                )
         if profile is not None:
             composed = compose(
                 profile,

@@ -251,13 +251,20 @@ class CatalogStore:
             replays: dict[int, JobRecord] = {}
             needed = 0
             for index, item in enumerate(items):
-                replay = s._idempotent_replay(
-                    conn,
-                    account_id,
-                    item.idempotency_key,
-                    {"request_fingerprint": item.request_fingerprint},
-                    now,
-                )
+                try:
+                    replay = s._idempotent_replay(
+                        conn,
+                        account_id,
+                        item.idempotency_key,
+                        {"request_fingerprint": item.request_fingerprint},
+                        now,
+                    )
+                except LightboxError as err:
+                    # Which item: the key was used before for other content.
+                    err.extra.update(
+                        index=index, sku=item.sku, idempotency_key=item.idempotency_key
+                    )
+                    raise
                 if replay is not None:
                     replays[index] = replay
                 elif item.blocked_reason is None:

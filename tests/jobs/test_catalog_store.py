@@ -108,6 +108,7 @@ def test_short_credits_or_a_conflicting_key_queue_nothing(
     with pytest.raises(LightboxError) as conflict:
         batch(catalog, account, [item(1), item(0, request_fingerprint="other")])
     assert conflict.value.code == "idempotency_conflict"
+    assert conflict.value.extra["index"] == 1 and conflict.value.extra["sku"] == "S0"
     assert store.balance(account.id) == 20 - PRICE
     assert len(store.list_jobs(account.id, limit=100)[0]) == 1
     assert len(catalog.list_batches(account.id)[0]) == 1
