@@ -1,4 +1,4 @@
-"""Upscale benchmark: the provisioned ESRGAN-family RRDN models against the embedded
+"""Upscale benchmark: the provisioned ESRGAN-family RRDN model against the embedded
 Lanczos + unsharp-mask engine (and plain bicubic), on real photographs, in one run.
 
 Quality: each photo we did not make (scikit-image's, services/common/photos.py, plus
@@ -6,11 +6,14 @@ two more of its wheel) is downscaled by 4 and by 2 with area averaging, then enl
 back by each engine and compared with the original: PSNR and SSIM (on RGB, a border of
 `scale` px left out). The engines run as the worker calls them, through the real
 tritonserver (the nvidia-pytriton wheel's, CPU) serving a copy of model_repository/ with
-the RRDN models provisioned from the cache: `rrdn` is upscale_rrdn_x{2,4} (tiled front
-+ OpenVINO, bf16 where the CPU has it), `lanczos` is upscale_lanczos; `bicubic` is
-OpenCV's, in-process. With --fp32, `rrdn-fp32` runs the same tiling in-process on the
-same ONNX file with OpenVINO at float32, to show what bf16 costs. Each photo goes
-through every engine in turn.
+RRDN provisioned from the cache: `rrdn` is upscale_rrdn (tiled front + OpenVINO, bf16
+where the CPU has it; the package's 4x model, its result area-averaged for 2x),
+`lanczos` is upscale_lanczos; `bicubic` is OpenCV's, in-process. With --fp32,
+`rrdn-fp32` runs the same tiling in-process on the same ONNX file with OpenVINO at
+float32, to show what bf16 costs. With --x2-from-tarball (the package's tarball,
+`npm pack @upscalerjs/esrgan-thick@1.0.0`), `rrdn-x2-model` runs the package's own 2x
+model (converted the same way, in-process) at 2x: the choice the 2x path was made on.
+Each photo goes through every engine in turn.
 
 Speed: seconds for 256^2 -> 1024^2 and 512^2 -> 2048^2 through Triton (the served
 configuration, p50 of --runs), and, each in a child process of its own so its peak
@@ -56,11 +59,10 @@ from services.models.pybackend import tiling  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "upscale.json"
 NUMBA_CACHE = ROOT / ".lightbox" / "numba_cache"
 EXTRA_PHOTOS = ("hubble_deep_field", "immunohistochemistry")
-UPSCALE_MODELS = ("upscale_lanczos", "upscale_rrdn_x2", "upscale_rrdn_x4")
+UPSCALE_MODELS = ("upscale_lanczos", "upscale_rrdn")
 SIZES = ((256, 1024), (512, 2048))
-# Engines measured at one scale only: for 2x, the x4 model with its result area-averaged
-# down by 2 (what the front does for a scale below its model's), against the x2 model.
-SCALE_ONLY = {"rrdn-x4-area": 2}
+# Engines measured at one scale only: the package's own 2x model.
+SCALE_ONLY = {"rrdn-x2-model": 2}
 
 Run = Callable[[np.ndarray, int], np.ndarray]
 
@@ -143,23 +145,42 @@ def openvino_runner(onnx_path: Path, precision: str, threads: int) -> Callable:
     return run
 
 
-def in_process(repo: Path, precision: str, threads: int = 0, tile: int | None = None) -> Run:
-    runners: dict[int, tuple[Callable, tiling.TileParams]] = {}
+def in_process(
+    repo: Path,
+    precision: str,
+    threads: int = 0,
+    tile: int | None = None,
+    onnx_path: Path | None = None,
+    model_scale: int = 4,
+) -> Run:
+    """The served tiling (upscale_rrdn's parameters) run here over OpenVINO, on the
+    provisioned model or `onnx_path`."""
+    from tests.model_repository.triton_fixtures import config_parameters
 
-    def run(rgb: np.ndarray, scale: int) -> np.ndarray:
-        if scale not in runners:
-            from tests.model_repository.triton_fixtures import config_parameters
+    raw = config_parameters("upscale_rrdn", repo)
+    if tile is not None:
+        raw["tile"] = str(tile)
+    raw["model_scale"] = str(model_scale)
+    params = tiling.parse_params(raw)
+    path = onnx_path or repo / params.network_model / "1" / "model.onnx"
+    fn = openvino_runner(path, precision, threads)
+    return lambda rgb, scale: tiling.upscale_tiled(rgb, scale, fn, params)
 
-            raw = config_parameters(f"upscale_rrdn_x{scale}", repo)
-            if tile is not None:
-                raw["tile"] = str(tile)
-            params = tiling.parse_params(raw)
-            onnx_path = repo / params.network_model / "1" / "model.onnx"
-            runners[scale] = (openvino_runner(onnx_path, precision, threads), params)
-        fn, params = runners[scale]
-        return tiling.upscale_tiled(rgb, scale, fn, params)
 
-    return run
+def x2_model(tarball: Path, work: Path) -> Path:
+    """The package's own 2x model, converted and checked like the provisioned 4x one."""
+    from services.models import rrdn
+    from services.models.packages import safe_extract
+
+    package = safe_extract(tarball, work / "x2-package")
+    source = rrdn.LayersModel(
+        "models/x2/model.json",
+        example_input="assets/fixture.png",
+        example_output="assets/samples/2x/result.png",
+    )
+    source.assemble(package, work / "x2-source.zip")
+    rrdn.prepare(work / "x2-source.zip", work / "x2.onnx")
+    return work / "x2.onnx"
 
 
 def bicubic(rgb: np.ndarray, scale: int) -> np.ndarray:
@@ -321,7 +342,7 @@ def write_sheets(
             inner = detail[half:-half, half:-half]
             y, x = np.unravel_index(int(np.argmax(inner)), inner.shape)
             cells = []
-            for engine in ("original", "lanczos", "rrdn", "rrdn-x4-area"):
+            for engine in ("original", "lanczos", "rrdn", "rrdn-x2-model"):
                 if engine not in outs:
                     continue
                 cell = outs[engine][y : y + crop, x : x + crop]
@@ -348,13 +369,13 @@ def table(
 ) -> str:
     lines = [
         "| photo | scale | input | lanczos PSNR / SSIM | rrdn PSNR / SSIM | bicubic PSNR | "
-        "x4 model, area /2 |"
+        "package's x2 model |"
     ]
     lines.append("|---|---|---|---|---|---|---|")
     by = {(r["photo"], r["scale"], r["engine"]): r for r in rows}
     for photo, scale in dict.fromkeys((r["photo"], r["scale"]) for r in rows):
         la, rr, bi, x4 = (
-            by.get((photo, scale, e)) for e in ("lanczos", "rrdn", "bicubic", "rrdn-x4-area")
+            by.get((photo, scale, e)) for e in ("lanczos", "rrdn", "bicubic", "rrdn-x2-model")
         )
         if la is None or rr is None:
             continue
@@ -370,8 +391,8 @@ def table(
             f"{m['rrdn']['psnr']:.2f} / {m['rrdn']['ssim']:.3f} | "
             f"{m.get('bicubic', {}).get('psnr', '-')} | "
             + (
-                f"{m['rrdn-x4-area']['psnr']:.2f} / {m['rrdn-x4-area']['ssim']:.3f} |"
-                if "rrdn-x4-area" in m
+                f"{m['rrdn-x2-model']['psnr']:.2f} / {m['rrdn-x2-model']['ssim']:.3f} |"
+                if "rrdn-x2-model" in m
                 else "- |"
             )
         )
@@ -396,8 +417,7 @@ def prepare_repository(work: Path, cache_dir: Path) -> Path:
     from tests.model_repository.triton_fixtures import copy_repository
 
     repo = copy_repository(work / "repo")
-    for name in ("rrdn-x2", "rrdn-x4"):
-        provision(name, repo, cache_dir)
+    provision("rrdn", repo, cache_dir)
     return repo
 
 
@@ -406,8 +426,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="three photos, one served run")
     parser.add_argument("--photos", default=None, help="comma list (default: all eight)")
     parser.add_argument("--runs", type=int, default=None, help="served speed runs (3)")
-    parser.add_argument("--levers", default="256", help="sides for the lever runs, or none")
+    parser.add_argument("--levers", default="512", help="sides for the lever runs, or none")
     parser.add_argument("--fp32", action="store_true", help="also rrdn at float32, in-process")
+    parser.add_argument(
+        "--x2-from-tarball", type=Path, default=None, help="also the package's own 2x model"
+    )
     parser.add_argument("--sheets", type=Path, default=None)
     parser.add_argument("--crop", type=int, default=96, help="sheet crop side, output px")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -441,7 +464,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lightbox-upscale-bench-") as tmp:
         work = Path(tmp)
         repo = prepare_repository(work, cache_dir)
-        load = [*UPSCALE_MODELS, "upscale_rrdn_x2_onnx", "upscale_rrdn_x4_onnx"]
+        load = [*UPSCALE_MODELS, "upscale_rrdn_onnx"]
         with TritonProcess.start(
             repo,
             work / "triton",
@@ -452,13 +475,15 @@ def main() -> int:
             timeout=600,
         ) as server:
             lanczos = served(server.grpc_addr, "upscale_lanczos")
-            rrdn = {k: served(server.grpc_addr, f"upscale_rrdn_x{k}") for k in (2, 4)}
             engines: dict[str, Run] = {
                 "bicubic": bicubic,
                 "lanczos": lanczos,
-                "rrdn": lambda rgb, scale: rrdn[scale](rgb, scale),
-                "rrdn-x4-area": lambda rgb, scale: rrdn[4](rgb, scale),
+                "rrdn": served(server.grpc_addr, "upscale_rrdn"),
             }
+            if args.x2_from_tarball:
+                engines["rrdn-x2-model"] = in_process(
+                    repo, "auto", onnx_path=x2_model(args.x2_from_tarball, work), model_scale=2
+                )
             if args.fp32:
                 engines["rrdn-fp32"] = in_process(repo, "f32")
             rows, outputs = quality(engines, pics, (4, 2))

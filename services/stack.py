@@ -226,13 +226,10 @@ def model_lines(repo: Path, ready: set[str] | None) -> list[str]:
         neural = engine not in (None, "classical")
         text = engine or "NONE"
         lines.append(f"  Matting:  {text}" + ("" if neural else "  (no learned matting model)"))
-        picks = {
-            scale: next((e for m, e in table if models.usable(m, ready)), "NONE")
-            for scale, table in UPSCALE_ENGINES.items()
-        }
-        text = ", ".join(f"{e} at {k}x" for k, e in picks.items())
-        lacking = any(e in ("lanczos", "NONE") for e in picks.values())
-        lines.append(f"  Upscale:  {text}" + ("  (no super-resolution network)" if lacking else ""))
+        engine = next((e for m, e in UPSCALE_ENGINES if models.usable(m, ready)), None)
+        neural = engine not in (None, "lanczos")
+        text = engine or "NONE"
+        lines.append(f"  Upscale:  {text}" + ("" if neural else "  (no super-resolution network)"))
     for p in packaged_state(repo):
         licence = ", ".join(f"{k} {v.split(' ')[0]}" for k, v in p["licence"].items())
         if p["installed"]:

@@ -7,10 +7,8 @@ MATTING_BIREFNET = "matting_birefnet"
 MATTING_CLASSICAL = "matting_classical"
 MATTING_ISNET = "matting_isnet"
 UPSCALE_ESRGAN = "upscale_realesrgan"
-# ESRGAN-family RRDN (idealo) from the npm package @upscalerjs/esrgan-thick, one model
-# per scale.
-UPSCALE_RRDN_X2 = "upscale_rrdn_x2"
-UPSCALE_RRDN_X4 = "upscale_rrdn_x4"
+# ESRGAN-family RRDN x4 (idealo) from the npm package @upscalerjs/esrgan-thick.
+UPSCALE_RRDN = "upscale_rrdn"
 INPAINT_LAMA = "inpaint_lama"
 SEGMENT_CLIPSEG = "segment_clipseg"
 FACE_DETECTOR = "face_detector"
@@ -30,8 +28,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     MATTING_BIREFNET: ("matting_birefnet_onnx",),
     MATTING_ISNET: ("matting_isnet_onnx",),
     UPSCALE_ESRGAN: ("upscale_realesrgan_onnx",),
-    UPSCALE_RRDN_X2: ("upscale_rrdn_x2_onnx",),
-    UPSCALE_RRDN_X4: ("upscale_rrdn_x4_onnx",),
+    UPSCALE_RRDN: ("upscale_rrdn_onnx",),
     INPAINT_LAMA: ("inpaint_lama_onnx",),
     SEGMENT_CLIPSEG: ("segment_clipseg_onnx",),
     FACE_DETECTOR: ("face_detector_onnx",),
@@ -50,12 +47,6 @@ def usable(model: str, ready: set[str]) -> bool:
     return model in ready and all(dep in ready for dep in REQUIRES.get(model, ()))
 
 
-_RRDN_HINT = (
-    "Provision the ESRGAN (RRDN) models from their npm package with `lightbox models fetch "
-    "rrdn`; with the package fetched elsewhere, `lightbox models fetch rrdn --from-tarball "
-    "upscalerjs-esrgan-thick-1.0.0.tgz`."
-)
-
 INSTALL_HINT: dict[str, str] = {
     SDXL: "Export an SDXL checkpoint with `lightbox models export sdxl DIFFUSERS_DIR`.",
     SDXL_INPAINT: "Export an SDXL inpainting checkpoint with "
@@ -71,8 +62,9 @@ INSTALL_HINT: dict[str, str] = {
     UPSCALE_ESRGAN: "Install Real-ESRGAN with `lightbox models install upscale_realesrgan "
     "FILE.onnx`, or export a checkpoint with `lightbox models export upscale_realesrgan "
     "FILE.pth`.",
-    UPSCALE_RRDN_X2: _RRDN_HINT,
-    UPSCALE_RRDN_X4: _RRDN_HINT,
+    UPSCALE_RRDN: "Provision the ESRGAN (RRDN) model from its npm package with `lightbox "
+    "models fetch rrdn`; with the package fetched elsewhere, `lightbox models fetch rrdn "
+    "--from-tarball upscalerjs-esrgan-thick-1.0.0.tgz`.",
     INPAINT_LAMA: "Install LaMa with `lightbox models install inpaint_lama FILE.onnx`.",
     FACE_DETECTOR: "Install a YuNet face detector with `lightbox models install face_detector "
     "FILE.onnx`.",

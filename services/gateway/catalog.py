@@ -32,12 +32,10 @@ class Engine:
     # "production" (operator-installed weights, GPU), "provisioned" (weights from a
     # registry package, installed by `make run`), "embedded" (CPU, no weights)
     kind: str
-    # Further front models the engine needs (one per scale): deployed only with all.
-    also: tuple[str, ...] = ()
 
     @property
     def fronts(self) -> tuple[str, ...]:
-        return (self.model, *self.also) if self.model else ()
+        return (self.model,) if self.model else ()
 
 
 @dataclass(frozen=True)
@@ -91,14 +89,13 @@ STAGES: dict[str, tuple[Stage, ...]] = {
             "upscale",
             (
                 Engine("realesrgan", models.UPSCALE_ESRGAN, "production"),
-                Engine(
-                    "rrdn", models.UPSCALE_RRDN_X4, "provisioned", also=(models.UPSCALE_RRDN_X2,)
-                ),
+                Engine("rrdn", models.UPSCALE_RRDN, "provisioned"),
                 Engine("lanczos", models.UPSCALE_LANCZOS, "embedded"),
             ),
-            note="RRDN (ESRGAN-family, x2 and x4 models) is provisioned from an npm package "
-            "by `make run` (see `packaged`); Lanczos resampling plus an unsharp mask serves "
-            "only when no super-resolution network is deployed, and the job says so.",
+            note="RRDN (ESRGAN-family, 4x; 2x is its result area-averaged) is provisioned from "
+            "an npm package by `make run` (see `packaged`); Lanczos resampling plus an unsharp "
+            "mask serves only when no super-resolution network is deployed, and the job says "
+            "so.",
         ),
     ),
     "restore-face": (

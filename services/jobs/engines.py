@@ -41,16 +41,14 @@ MATTING_CHOICES = ("auto", *(engine for _, engine in MATTING_ENGINES))
 # Engines of the other image stages, best first: (Triton model, engine name recorded on
 # the job). A production front model serves only when it and every model it calls
 # (models.REQUIRES) are ready; the embedded engines need nothing else.
-# Upscaling is chosen per scale: Real-ESRGAN (x4, resampled for 2x) when an operator
-# installed it, then the provisioned RRDN model of that very scale, then Lanczos.
-UPSCALE_ENGINES: dict[int, tuple[tuple[str, str], ...]] = {
-    scale: (
-        (models.UPSCALE_ESRGAN, "realesrgan"),
-        (rrdn, "rrdn"),
-        (models.UPSCALE_LANCZOS, "lanczos"),
-    )
-    for scale, rrdn in ((2, models.UPSCALE_RRDN_X2), (4, models.UPSCALE_RRDN_X4))
-}
+# Real-ESRGAN when an operator installed it, then the provisioned RRDN, then Lanczos.
+# Both networks are 4x models; for 2x their result is area-averaged by 2 (measured
+# better than the RRDN package's own 2x model: BENCHMARKS.md, Upscale).
+UPSCALE_ENGINES: tuple[tuple[str, str], ...] = (
+    (models.UPSCALE_ESRGAN, "realesrgan"),
+    (models.UPSCALE_RRDN, "rrdn"),
+    (models.UPSCALE_LANCZOS, "lanczos"),
+)
 INPAINT_ENGINES: tuple[tuple[str, str], ...] = (
     (models.INPAINT_LAMA, "lama"),
     (models.INPAINT_TELEA, "telea"),
@@ -182,7 +180,7 @@ class TritonEngines:
         return (
             f"Lanczos resampling with an unsharp mask served because no super-resolution "
             f"network is installed for {scale}x; it enlarges without adding detail. "
-            + models.INSTALL_HINT.get(UPSCALE_ENGINES[scale][1][0], "")
+            + models.INSTALL_HINT.get(models.UPSCALE_RRDN, "")
         ).strip()
 
     def matting(self, rgb: np.ndarray) -> tuple[np.ndarray, str]:
@@ -217,7 +215,7 @@ class TritonEngines:
         _check_rgb(rgb, "upscale")
         if scale not in UPSCALE_SCALES:
             raise InvalidParameter("scale", f"scale must be 2 or 4, not {scale}")
-        model, engine = self._choose("upscale", UPSCALE_ENGINES[scale])
+        model, engine = self._choose("upscale", UPSCALE_ENGINES)
         out = self._infer(
             model,
             {"IMAGE": np.ascontiguousarray(rgb), "SCALE": np.array([scale], dtype=np.int32)},

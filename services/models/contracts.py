@@ -114,27 +114,22 @@ CONTRACTS: dict[str, Contract] = {
             profile={"H": (16, 256, 320), "W": (16, 256, 320)},
             exportable=True,
         ),
-        *(
-            Contract(
-                front=front,
-                summary=f"ESRGAN-family RRDN x{k} (idealo, trained on DIV2K): RGB tiles in "
-                f"[0, 1], {k}x larger tiles out",
-                source="provisioned from the npm package @upscalerjs/esrgan-thick "
-                f"(`lightbox models fetch rrdn`: models/x{k}, a TensorFlow.js layers model "
-                "converted to ONNX here, services/models/rrdn.py)",
-                inputs=(TensorSpec("input", "float32", (3, "H", "W"), "RGB in [0, 1]"),),
-                outputs=(
-                    TensorSpec("output", "float32", (3, f"{k}H", f"{k}W"), "RGB, about [0, 1]"),
-                ),
-                sample_dims={"H": 32, "W": 32, f"{k}H": 32 * k, f"{k}W": 32 * k},
-                profile={"H": (16, 256, 320), "W": (16, 256, 320)},
-                preferred_batch=(4, 8),
-                # Measured on 2 EPYC (Zen 4) cores, 256 x 256 at 4x: onnxruntime float32
-                # 5.7 s, OpenVINO float32 5.6 s, OpenVINO bf16 2.7 s (PSNR on real photos
-                # within 0.01 dB of float32: bench/upscale_bench.py).
-                cpu_runtime="openvino",
-            )
-            for k, front in ((2, models.UPSCALE_RRDN_X2), (4, models.UPSCALE_RRDN_X4))
+        Contract(
+            front=models.UPSCALE_RRDN,
+            summary="ESRGAN-family RRDN x4 (idealo, trained on DIV2K): RGB tiles in [0, 1], "
+            "4x larger tiles out",
+            source="provisioned from the npm package @upscalerjs/esrgan-thick "
+            "(`lightbox models fetch rrdn`: models/x4, a TensorFlow.js layers model converted "
+            "to ONNX here, services/models/rrdn.py)",
+            inputs=(TensorSpec("input", "float32", (3, "H", "W"), "RGB in [0, 1]"),),
+            outputs=(TensorSpec("output", "float32", (3, "4H", "4W"), "RGB, about [0, 1]"),),
+            sample_dims={"H": 32, "W": 32, "4H": 128, "4W": 128},
+            profile={"H": (16, 256, 320), "W": (16, 256, 320)},
+            preferred_batch=(4, 8),
+            # Measured on 2 EPYC (Zen 4) cores, 256 x 256 at 4x: onnxruntime float32
+            # 5.7 s, OpenVINO float32 5.6 s, OpenVINO bf16 2.7 s (PSNR on 8 real photos
+            # within 0.01 dB of float32: bench/upscale_bench.py --fp32).
+            cpu_runtime="openvino",
         ),
         Contract(
             front=models.INPAINT_LAMA,

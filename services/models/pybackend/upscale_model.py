@@ -1,5 +1,5 @@
 """The tiled super-resolution front shared by the upscale models (upscale_realesrgan,
-upscale_rrdn_x2, upscale_rrdn_x4): tiles `IMAGE` through the ONNX model its
+upscale_rrdn): tiles `IMAGE` through the ONNX model its
 config.pbtxt names (`network_model`) with BLS calls (`tiling.upscale_tiled`).
 
 IMAGE uint8 [H, W, 3] RGB + SCALE int32 [1] (2 or 4) in, UPSCALED uint8
