@@ -29,7 +29,7 @@ from services.compositor.layout import (
 )
 from services.compositor.presets import Background, draw_background
 from services.compositor.shadow_estimate import estimate_cast_shadow
-from services.compositor.shadows import ShadowStyle, cast_shadows, darken
+from services.compositor.shadows import ShadowStyle, cast_shadows, darken, darkness_map
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ class ComposeSpec:
 class Composed:
     pixels: np.ndarray  # RGB uint8 (H, W, 3)
     background_engine: str
+    # For image QA, at the canvas's size: the subject's alpha where it landed, uint8
+    # (H, W); and the darkness its cast shadows added (0 = none), None without one.
+    alpha: np.ndarray | None = None
+    shadow: np.ndarray | None = None
 
 
 def cover(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -189,12 +193,13 @@ def compose(
         if found is not None:
             darken(canvas, found)
     if placement is None:
-        return Composed(canvas, engine)
+        return Composed(canvas, engine, np.zeros((ch, cw), np.uint8))
 
     region, local = subject, placement
     if spec.decontaminate:
         region, local = _decontaminated(subject, placement)
     placed = render_subject(region, local)
+    shadow = None
 
     if spec.shadow is not None:
         # A floating subject hovers above the spot where its shadow falls: PLACE
@@ -203,8 +208,10 @@ def compose(
         keep_mode = spec.layout.mode is Mode.KEEP
         origin = (placement.left, placement.top + (rise if keep_mode else 0))
         alpha = cv2.extractChannel(placed, 3)
-        for layer in cast_shadows(alpha, origin, spec.shadow, spec.shadow_opacity):
+        layers = cast_shadows(alpha, origin, spec.shadow, spec.shadow_opacity)
+        for layer in layers:
             darken(canvas, layer)
+        shadow = darkness_map(layers, cw, ch)
         if rise and not keep_mode:
             placement = replace(placement, top=placement.top - rise)
 
@@ -213,7 +220,9 @@ def compose(
         placed = transfer_detail(placed, laid, spec.detailer_mode, spec.detail_sigma)
 
     shown = visible(placement)
+    placed_alpha = np.zeros((ch, cw), np.uint8)
     if shown is not None:
         (cx0, cy0, cx1, cy1), (sx0, sy0, sx1, sy1) = shown
         over(canvas[cy0:cy1, cx0:cx1], placed[sy0:sy1, sx0:sx1])
-    return Composed(canvas, engine)
+        placed_alpha[cy0:cy1, cx0:cx1] = placed[sy0:sy1, sx0:sx1, 3]
+    return Composed(canvas, engine, placed_alpha, shadow)

@@ -46,3 +46,15 @@ def cutout(
     canvas = solid(clean.shape[1], clean.shape[0], colour)
     over(canvas, premultiply(clean))
     return canvas
+
+
+def cutout_alpha(subject: np.ndarray, crop: bool = False) -> np.ndarray:
+    """Where the subject is in `cutout`'s result: its alpha (H, W), trimmed as `crop`
+    trims. For image QA."""
+    alpha = np.ascontiguousarray(subject[:, :, 3])
+    if crop:
+        box = alpha_box(alpha)
+        if box is not None:
+            x0, y0, x1, y1 = box
+            return np.ascontiguousarray(alpha[y0:y1, x0:x1])
+    return alpha

@@ -15,7 +15,7 @@ from services.common.grpcutil import handle_errors, make_server, mark_serving
 from services.common.rawimage import from_proto, to_proto
 from services.compositor import prompts, specs
 from services.compositor.compose import compose, place_subject
-from services.compositor.cutout import cutout
+from services.compositor.cutout import cutout, cutout_alpha
 from services.compositor.encode import EncodeOptions, encode
 from services.compositor.presets import PRESETS
 from services.compositor.settings import CompositorSettings
@@ -37,6 +37,15 @@ def _encoded(
     )
 
 
+def _add_layers(
+    encoded: compositor_pb2.EncodedImage, alpha: np.ndarray | None, shadow: np.ndarray | None
+) -> None:
+    if alpha is not None:
+        encoded.alpha.CopyFrom(to_proto(alpha))
+    if shadow is not None:
+        encoded.shadow.CopyFrom(to_proto(shadow))
+
+
 class CompositorServicer(compositor_pb2_grpc.CompositorServiceServicer):
     def __init__(self, settings: CompositorSettings) -> None:
         self.settings = settings
@@ -48,7 +57,10 @@ class CompositorServicer(compositor_pb2_grpc.CompositorServiceServicer):
         spec, subject, source, image = specs.compose_request(request, self.settings)
         options = specs.encode_options(request.encode, "jpeg", self.settings)
         result = compose(subject, spec, source, image)
-        return _encoded(result.pixels, options, result.background_engine)
+        encoded = _encoded(result.pixels, options, result.background_engine)
+        if request.qa_layers:
+            _add_layers(encoded, result.alpha, result.shadow)
+        return encoded
 
     @handle_errors
     def Cutout(
@@ -57,7 +69,10 @@ class CompositorServicer(compositor_pb2_grpc.CompositorServiceServicer):
         subject = specs.raw_image(request.subject, "subject", (4,), self.settings.max_input_side)
         options = specs.encode_options(request.encode, "png", self.settings)
         pixels = cutout(subject, request.crop, request.bg_color, request.mask_only)
-        return _encoded(pixels, options)
+        encoded = _encoded(pixels, options)
+        if request.qa_layers:
+            _add_layers(encoded, cutout_alpha(subject, request.crop), None)
+        return encoded
 
     @handle_errors
     def Encode(

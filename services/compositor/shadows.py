@@ -222,3 +222,19 @@ def darken(canvas: np.ndarray, layer: ShadowLayer) -> None:
     region = canvas[cy0:cy1, cx0:cx1]
     light = cv2.cvtColor(255 - d, cv2.COLOR_GRAY2RGB)
     region[:] = cv2.multiply(region, light, scale=1 / 255)
+
+
+def darkness_map(layers: list[ShadowLayer], width: int, height: int) -> np.ndarray:
+    """The darkness the layers add together on a (height, width) canvas, as `darken`
+    applies them one after another: uint8 (H, W), 0 = untouched, 255 = black."""
+    light = np.full((height, width), 255, np.uint8)
+    for layer in layers:
+        lh, lw = layer.darkness.shape
+        cx0, cy0 = max(layer.left, 0), max(layer.top, 0)
+        cx1, cy1 = min(layer.left + lw, width), min(layer.top + lh, height)
+        if cx0 >= cx1 or cy0 >= cy1:
+            continue
+        d = layer.darkness[cy0 - layer.top : cy1 - layer.top, cx0 - layer.left : cx1 - layer.left]
+        region = light[cy0:cy1, cx0:cx1]
+        region[:] = cv2.multiply(region, 255 - d, scale=1 / 255)
+    return 255 - light

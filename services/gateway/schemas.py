@@ -18,6 +18,9 @@ from pydantic import (
     model_validator,
 )
 
+from services.common import compliance
+from services.common.qa_thresholds import QaThresholdOverrides, parse_overrides
+
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 _ASPECT = re.compile(r"^\s*(\d{1,5})\s*:\s*(\d{1,5})(\s*\(.*\))?\s*$")
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
@@ -63,6 +66,9 @@ class BlendMode(StrEnum):
 
 Prompt = Annotated[str, Field(max_length=2000)]
 
+# Marketplace rule presets of product-photo (services/common/compliance.py).
+Compliance = StrEnum("Compliance", [(name, name) for name in compliance.NAMES])  # type: ignore[misc]
+
 
 class FieldError(ValueError):
     """A cross-field problem blamed on one field, so that the 422 can name it."""
@@ -87,6 +93,14 @@ class _Params(BaseModel):
         description="http(s) URL on a public address: POSTed the job body when the job "
         "ends, signed with X-Lightbox-Signature (see Webhooks).",
     )
+    qa_thresholds: QaThresholdOverrides | None = Field(  # type: ignore[valid-type]
+        None,
+        description="Image QA thresholds for this job (a JSON object; on multipart, its JSON "
+        'text), e.g. {"max_edge_halo": 0.05}; unset keys keep the server\'s. See README, '
+        "Image QA.",
+    )
+
+    _qa_thresholds = field_validator("qa_thresholds", mode="before")(parse_overrides)
 
     def job_params(self) -> dict[str, Any]:
         """The fields the job stores and the worker reads (no webhook, no Nones)."""
@@ -154,6 +168,12 @@ class ProductPhotoParams(_Params):
     detailer_mode: BlendMode = Field(
         BlendMode.soft_light, description="Blend mode of detail_transfer."
     )
+    compliance: Compliance | None = Field(  # type: ignore[valid-type]
+        None,
+        description="Marketplace main-image rules to meet (amazon-main, google-merchant): sets "
+        "the background, fill, size and format the rules need (fields that contradict them "
+        "are refused), and the job's qa.compliance checks each rule.",
+    )
 
     _aspect = field_validator("aspect_ratio")(_check_aspect)
 
@@ -180,6 +200,16 @@ class ProductPhotoParams(_Params):
                 "lighting (relighting the subject) needs a relighting model, "
                 "which this server does not offer; send lighting=false",
             )
+        if self.compliance is not None:
+            preset = compliance.get(self.compliance.value)
+            try:
+                fields = compliance.apply(preset, self.model_dump(), set(self.model_fields_set))
+            except ValueError as exc:
+                raise FieldError(exc.args[0], exc.args[1]) from None
+            for name in ("preset", "background_prompt", "scale", "aspect_ratio"):
+                setattr(self, name, fields.get(name))
+            self.shadow_type = ShadowType(fields["shadow_type"])
+            self.output_format = PhotoFormat(fields["output_format"])
         return self
 
 

@@ -90,6 +90,7 @@ def job_body(job: jobs_pb2.Job, base_url: str, secret: str) -> dict[str, Any]:
             processing_ms=job.processing_ms,
             completed_at=_time(job.completed_at),
         )
+        body["qa"] = qa_body(job)
     if job.HasField("error") and job.error.code:
         body["error"] = {"error": job.error.code, "message": job.error.message}
         body["completed_at"] = _time(job.completed_at)
@@ -98,6 +99,26 @@ def job_body(job: jobs_pb2.Job, base_url: str, secret: str) -> dict[str, Any]:
     if job.HasField("webhook"):
         body["webhook"] = webhook_body(job.webhook)
     return body
+
+
+def _numbers(value: Any) -> Any:
+    # A Struct carries every number as a double: whole ones (pixel sizes, counts) go
+    # back to int so that 1000 reads 1000, not 1000.0.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
+
+def qa_body(job: jobs_pb2.Job) -> dict[str, Any] | None:
+    """The `qa` field of a completed job: {"scores", "needs_review", "reasons",
+    "compliance"} (README "Image QA"); None for jobs completed before QA ran."""
+    if not job.HasField("qa"):
+        return None
+    return _numbers(json_format.MessageToDict(job.qa))
 
 
 def webhook_body(webhook: jobs_pb2.Webhook) -> dict[str, Any]:
@@ -157,6 +178,7 @@ def v2_result_body(job: jobs_pb2.Job, base_url: str, secret: str) -> dict[str, A
         "credits_used": job.credits_used,
         "engines": dict(job.engines),
         "metrics": {"inference_time": round(job.processing_ms / 1000, 3)},
+        "qa": qa_body(job),
     }
 
 
@@ -220,6 +242,11 @@ class JobBody(BaseModel):
     completed_at: str | None = None
     error: JobError | None = None
     webhook_url: str | None = None
+    qa: dict[str, Any] | None = Field(
+        None,
+        description="Image QA of a completed job: scores, needs_review, reasons "
+        "[{code, message}] and compliance (README, Image QA).",
+    )
 
 
 class UsageBody(BaseModel):
@@ -259,3 +286,4 @@ class V2ResultBody(BaseModel):
     credits_used: float
     engines: dict[str, str]
     metrics: dict[str, float]
+    qa: dict[str, Any] | None = Field(None, description="Image QA, as on the /v1 job body.")

@@ -63,6 +63,8 @@ def job_to_proto(job: JobRecord) -> jobs_pb2.Job:
         msg.error.CopyFrom(jobs_pb2.JobError(code=job.error_code, message=job.error_message or ""))
     if job.webhook is not None:
         msg.webhook.CopyFrom(webhook_to_proto(job.webhook))
+    if job.qa is not None:
+        msg.qa.update(job.qa)
     return msg
 
 

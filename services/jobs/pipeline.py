@@ -6,6 +6,7 @@ engine that served a stage is recorded on the job."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,13 +17,17 @@ import grpc
 import numpy as np
 from lightbox.v1 import compositor_pb2, compositor_pb2_grpc
 
-from services.common import imageio, models
+from services.common import compliance, imageio, models
 from services.common.blobstore import LocalBlobStore
 from services.common.errors import InvalidParameter, LightboxError
 from services.common.grpcutil import error_from_rpc
+from services.common.qa_thresholds import QaThresholds
 from services.common.rawimage import from_proto, to_proto
 from services.jobs.engines import TritonEngines
+from services.jobs.qa_review import Evidence, failed_grade, grade
 from services.jobs.store import JobRecord
+
+log = logging.getLogger(__name__)
 
 # An input alpha counts as a real cut-out only if this share of pixels is see-through.
 _INPUT_ALPHA_MIN_TRANSPARENT = 0.01
@@ -39,6 +44,8 @@ class Result:
     height: int
     engines: dict[str, str] = field(default_factory=dict)
     pipeline: list[str] = field(default_factory=list)
+    # The job's `qa` object (services/jobs/qa_review.py).
+    qa: dict[str, Any] | None = None
 
     @classmethod
     def of(
@@ -61,11 +68,13 @@ class Pipeline:
         engines: TritonEngines,
         compositor: compositor_pb2_grpc.CompositorServiceStub,
         compositor_timeout_s: float,
+        qa_thresholds: QaThresholds | None = None,
     ) -> None:
         self.blobs = blobs
         self.engines = engines
         self.compositor = compositor
         self.compositor_timeout_s = compositor_timeout_s
+        self.qa_thresholds = qa_thresholds or QaThresholds()
 
     def run(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         runner = {
@@ -80,6 +89,29 @@ class Pipeline:
         if runner is None:
             raise InvalidParameter("operation", f"No pipeline for {job.operation!r}.")
         return runner(job, stage)
+
+    def _graded(
+        self, result: Result, job: JobRecord, stage: Callable[[str], None], **evidence: Any
+    ) -> Result:
+        """`result` with its `qa` object. Grading never fails the job: if it cannot
+        run, the job says so and goes to review (qa_failed)."""
+        stage("qa")
+        try:
+            limits = self.qa_thresholds.merged(job.params.get("qa_thresholds"))
+            result.qa = grade(
+                Evidence(
+                    operation=job.operation,
+                    params=job.params,
+                    output=result.data,
+                    format=result.format,
+                    **evidence,
+                ),
+                limits,
+            )
+        except Exception as exc:
+            log.exception("image QA of %s failed", job.id)
+            result.qa = failed_grade(str(exc) or type(exc).__name__)
+        return result
 
     # -- stages -------------------------------------------------------------------------
 
@@ -122,9 +154,18 @@ class Pipeline:
                 bg_color=str(p.get("bg_color") or ""),
                 mask_only=bool(p.get("mask_only", False)),
                 encode=_encode_spec(p, "png"),
+                qa_layers=True,
             ),
         )
-        return Result.of(out, engines, ["remove-background"])
+        return self._graded(
+            Result.of(out, engines, ["remove-background"]),
+            job,
+            stage,
+            source_size=(rgb.shape[1], rgb.shape[0]),
+            source_alpha=alpha,
+            source_rgb=None if engines["matting"] == "input-alpha" else rgb,
+            canvas_alpha=_layer(out, "alpha"),
+        )
 
     def _compose(
         self,
@@ -140,6 +181,8 @@ class Pipeline:
         p = job.params
         rgb, alpha_in = self._decode(job, stage)
         alpha, engines = self._matte(rgb, alpha_in, stage)
+        if p.get("compliance") and not p.get("output_size"):
+            _compliance_canvas(layout, compliance.get(str(p["compliance"])), alpha, p)
         detail_transfer = bool(p.get("detail_transfer", False))
         request = compositor_pb2.ComposeRequest(
             subject=to_proto(np.dstack([rgb, alpha])),
@@ -150,6 +193,7 @@ class Pipeline:
             preserve_shadow=preserve_shadow,
             detail_transfer=detail_transfer,
             detailer_mode=str(p.get("detailer_mode") or "soft_light"),
+            qa_layers=True,
         )
         if preserve_shadow or detail_transfer:
             request.source.CopyFrom(to_proto(rgb))
@@ -159,7 +203,17 @@ class Pipeline:
         stage("compose")
         out = self._call("Compose", request)
         engines.setdefault("background", out.background_engine)
-        return Result.of(out, engines, pipeline)
+        return self._graded(
+            Result.of(out, engines, pipeline),
+            job,
+            stage,
+            source_size=(rgb.shape[1], rgb.shape[0]),
+            source_alpha=alpha,
+            source_rgb=None if engines["matting"] == "input-alpha" else rgb,
+            canvas_alpha=_layer(out, "alpha"),
+            shadow=_layer(out, "shadow"),
+            background=out.background_engine,
+        )
 
     def _drawable(self, background: compositor_pb2.BackgroundSpec) -> bool:
         resolved = self._call(
@@ -223,7 +277,8 @@ class Pipeline:
             seed=int(p["seed"]) if p.get("seed") is not None else None,
         )
         stage("encode")
-        return Result.of(self._encode_pixels(rgb, p, "png"), {"generate": engine}, ["generate"])
+        result = Result.of(self._encode_pixels(rgb, p, "png"), {"generate": engine}, ["generate"])
+        return self._graded(result, job, stage, source_size=None)
 
     def _product_photo(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         p = job.params
@@ -298,7 +353,8 @@ class Pipeline:
             out = np.dstack([out, cv2.resize(alpha, size, interpolation=cv2.INTER_LANCZOS4)])
         stage("encode")
         encoded = self._encode_pixels(out, p, "png")
-        return Result.of(encoded, engines, ["upscale"])
+        result = Result.of(encoded, engines, ["upscale"])
+        return self._graded(result, job, stage, source_size=(rgb.shape[1], rgb.shape[0]))
 
     def _remove_object(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         """Erase what the uploaded mask marks (job.inputs["mask"], white = remove) or,
@@ -315,7 +371,8 @@ class Pipeline:
             out = np.dstack([out, alpha])
         stage("encode")
         encoded = self._encode_pixels(out, p, "png")
-        return Result.of(encoded, engines, ["remove-object"])
+        result = Result.of(encoded, engines, ["remove-object"])
+        return self._graded(result, job, stage, source_size=(rgb.shape[1], rgb.shape[0]))
 
     def _restore_face(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         p = job.params
@@ -327,11 +384,34 @@ class Pipeline:
             out = np.dstack([out, alpha])
         stage("encode")
         encoded = self._encode_pixels(out, p, "png")
-        return Result.of(
+        result = Result.of(
             encoded,
             {"face-detection": "face-detector", "restore-face": "codeformer"},
             ["restore-face"],
         )
+        return self._graded(result, job, stage, source_size=(rgb.shape[1], rgb.shape[0]))
+
+
+def _layer(out: compositor_pb2.EncodedImage, name: str) -> np.ndarray | None:
+    """One QA layer of a compositor answer (uint8 HxW), None when it sent none."""
+    return from_proto(getattr(out, name), name) if out.HasField(name) else None
+
+
+def _compliance_canvas(
+    layout: compositor_pb2.Layout,
+    preset: compliance.CompliancePreset,
+    alpha: np.ndarray,
+    p: dict[str, Any],
+) -> None:
+    """Size the canvas of a compliance preset from the subject's own pixels (in
+    place), so that the product is not enlarged where the source allows."""
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray((alpha > 8).astype(np.uint8)))
+    aspect = 1.0
+    if p.get("aspect_ratio"):
+        aw, ah = str(p["aspect_ratio"]).split(":")
+        aspect = int(aw) / int(ah)
+    width, height = compliance.canvas_size(preset, max(w, h, 1), aspect)
+    layout.output_width, layout.output_height = width, height
 
 
 def _encode_spec(p: dict[str, Any], default_format: str) -> compositor_pb2.EncodeSpec:

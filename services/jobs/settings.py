@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from services.common.qa_thresholds import QaThresholds
 from services.common.settings import CommonSettings
 
 
@@ -56,6 +57,9 @@ class JobsSettings(CommonSettings):
     # Where a worker serves its Prometheus metrics (stage timings); default
     # LIGHTBOX_HTTP_PORT + 6, 0 turns them off.
     worker_metrics_port: int | None = Field(None, ge=0, le=65535)
+    # When an output needs review (LIGHTBOX_QA_THRESHOLDS: a JSON object of the keys
+    # of services/common/qa_thresholds.py); a submit's qa_thresholds overrides them.
+    qa_thresholds: QaThresholds = Field(default_factory=QaThresholds)
     # Prompts containing one of these words are blocked and not charged.
     # LIGHTBOX_CONTENT_DENYLIST: a JSON list or comma-separated terms ("" disables it).
     content_denylist: Annotated[list[str], NoDecode] = Field(

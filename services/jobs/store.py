@@ -253,6 +253,8 @@ class JobRecord:
     # The webhook's outbox state, where the read loaded it (get, list_jobs,
     # cancel); None otherwise or when the job has no webhook_url.
     webhook: WebhookState | None = None
+    # Image QA of the output (services/jobs/qa_review.py), once graded.
+    qa: dict[str, Any] | None = None
 
 
 class _Retryable(Exception):
@@ -954,6 +956,20 @@ class JobStore:
         with self._tx(durable=False) as conn:
             statement = _HEARTBEAT if stage is None else _HEARTBEAT_STAGE
             return conn.execute(statement, params).rowcount == 1
+
+    @_retry_once
+    def record_qa(self, job_id: str, worker_id: str, qa: dict[str, Any]) -> bool:
+        """Store the output's QA on a job `worker_id` still holds, just before its
+        completion; False if the lease was lost. Not durable on its own: the
+        completion that follows commits durably, and on PostgreSQL its flush covers
+        this earlier commit too (a crash between the two re-runs the job anyway)."""
+        with self._tx(durable=False) as conn:
+            return (
+                conn.execute(
+                    _RECORD_QA, {"job_id": job_id, "worker_id": worker_id, "u_qa": qa}
+                ).rowcount
+                == 1
+            )
 
     @_retry_once
     def complete(
@@ -2120,6 +2136,7 @@ _CLAIM_UPDATE = (
 )
 _HEARTBEAT = update(jobs).where(_HELD).values(lease_expires_at=bindparam("u_expires"))
 _HEARTBEAT_STAGE = _HEARTBEAT.values(stage=bindparam("u_stage"))
+_RECORD_QA = update(jobs).where(_HELD).values(qa=bindparam("u_qa"))
 _COMPLETE = (
     update(jobs)
     .where(_HELD)
@@ -2334,4 +2351,5 @@ def _job_record(row: Any) -> JobRecord:
         run_after=row.run_after,
         inputs_purged_at=row.inputs_purged_at,
         output_purged_at=row.output_purged_at,
+        qa=dict(row.qa) if row.qa else None,
     )

@@ -196,6 +196,13 @@ class Worker:
                     "output_ttl_seconds": output_ttl_for(self.settings, job),
                 }
                 next_job = None
+                if result.qa is not None and not self.store.record_qa(
+                    job.id, self.worker_id, result.qa
+                ):
+                    outcome = "lease_lost"
+                    self.pipeline.blobs.delete(key)
+                    log.warning("QA of %s not recorded: lease lost", job.id)
+                    return None
                 if claim_next:
                     done, next_job = self.store.complete_and_claim(
                         job.id,
@@ -249,6 +256,7 @@ def build_worker(settings: JobsSettings, store: JobStore) -> Worker:
         ),
         compositor_pb2_grpc.CompositorServiceStub(channel(settings.compositor_addr)),
         settings.compositor_timeout_seconds,
+        settings.qa_thresholds,
     )
     return Worker(settings, store, pipeline)
 
