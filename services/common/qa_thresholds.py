@@ -21,7 +21,7 @@ class QaThresholds(BaseModel):
         0.1, ge=0, le=1, description="Most edge_halo (share of the edge band) that passes."
     )
     max_matte_uncertainty: float = Field(
-        0.03, ge=0, le=1, description="Most matte_uncertainty (share of the subject) that passes."
+        0.08, ge=0, le=1, description="Most matte_uncertainty (share of the subject) that passes."
     )
     min_subject_fill: float = Field(
         0.25,

@@ -29,6 +29,10 @@ MIN_BAND_PX = 3
 # every mix of the nearby subject and background colours: JPEG ringing and
 # resampling stay well under it, a grey fringe on a coloured product is over it.
 HALO_TOLERANCE = 40.0
+# ... and it strays towards the old background: it is nearer the old background's
+# colour than this share of its distance to the subject colour (a subject's own
+# darker rim is about as far from both; a rim of old backdrop is on top of it).
+HALO_OLD_RATIO = 0.5
 # A side of the frame is touched when the subject covers this share of it (or
 # MIN_CROP_PX pixels, whichever is more): one stray speck is not a cut product.
 CROP_SHARE = 0.02
@@ -85,7 +89,8 @@ def edge_halo(
     """Share (0..1) of the subject's edge band whose colour strays more than
     HALO_TOLERANCE from the mix its alpha says it is (alpha x the nearby subject
     colour + (1 - alpha) x the nearby background colour) towards the source photo's
-    old background: its colour is nearer `old_background` than the subject colour.
+    old background: its colour is nearer `old_background` than HALO_OLD_RATIO of its
+    distance to the subject colour.
     A rim of old background that the matte calls subject (alpha 255) strays by its
     whole difference from the subject; a clean anti-aliased edge does not stray, and
     a subject's own darker rim (shading) strays away from a light old background,
@@ -143,7 +148,10 @@ def edge_halo(
         seen = (pixels - (1.0 - share) * background) / np.maximum(share, 0.05)
     if old_background is not None:
         old = np.asarray(old_background, np.float32)
-        stray &= np.linalg.norm(seen - old, axis=1) < np.linalg.norm(seen - subject, axis=1)
+        closer = np.linalg.norm(seen - old, axis=1) < HALO_OLD_RATIO * np.linalg.norm(
+            seen - subject, axis=1
+        )
+        stray &= closer
     return float(np.mean(stray))
 
 

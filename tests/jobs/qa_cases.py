@@ -227,7 +227,7 @@ CASES: tuple[Case, ...] = (
         {
             "compliance": "google-merchant",
             "preset": "white-studio",
-            "shadow_type": "soft",
+            "shadow_type": "none",
             "scale": 0.85,
             "aspect_ratio": "1:1",
             "output_format": "jpeg",
