@@ -22,6 +22,9 @@ CLEAR_IN = 240
 CLEAR_OUT = 15
 # Alpha above this counts towards the subject's box (the compositor trims the same way).
 BOX_ALPHA = 8
+# Edge halo is measured on canvases scaled down to at most this long side (the band
+# scales with the canvas, so the score does not change; the time does).
+EDGE_WORK_SIDE = 2048
 # The edge band's half-width as a share of the image's long side, at least MIN_BAND_PX.
 EDGE_BAND = 0.008
 MIN_BAND_PX = 3
@@ -53,8 +56,25 @@ def band_px(shape: tuple[int, ...]) -> int:
     return max(MIN_BAND_PX, round(EDGE_BAND * max(shape[0], shape[1])))
 
 
-def _disk(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+def _distance_to(mask: np.ndarray) -> np.ndarray:
+    """float32 (H, W): each pixel's distance to the nearest set pixel of the bool
+    `mask` (0 on it). The mask must not be empty."""
+    return cv2.distanceTransform(np.logical_not(mask).view(np.uint8), cv2.DIST_L2, 3)
+
+
+def _near(mask: np.ndarray, radius: float) -> np.ndarray:
+    """bool (H, W): within `radius` pixels of a set pixel of the bool `mask` (a
+    dilation by a disk, done as a distance transform: big radii cost the same)."""
+    if not mask.any():
+        return np.zeros(mask.shape, bool)
+    return _distance_to(mask) <= radius
+
+
+def _depth(mask: np.ndarray) -> np.ndarray:
+    """float32 (H, W): how far each set pixel of the bool `mask` is from an unset one
+    (0 off the mask); the frame's edge is not an unset pixel."""
+    padded = cv2.copyMakeBorder(mask.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+    return cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -63,20 +83,24 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return None if w == 0 or h == 0 else (x, y, x + w, y + h)
 
 
-def _nearest(values: np.ndarray, mask: np.ndarray, at: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """For the pixels `at` (row and column indices), the value (float32 (H, W, C)) of
-    the nearest pixel where the uint8 `mask` is set, averaged over the mask in its
-    3 x 3 neighbourhood (JPEG noise). The mask must not be empty."""
-    m = mask.astype(np.float32)
-    smooth = cv2.boxFilter(values * m[:, :, None], -1, (3, 3), normalize=False)
-    smooth /= np.maximum(cv2.boxFilter(m, -1, (3, 3), normalize=False), 1e-6)[:, :, None]
-    _, labels = cv2.distanceTransformWithLabels(
-        (mask == 0).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-    )
-    # Labels number the mask's pixels in raster order, as np.nonzero lists them.
-    ys, xs = np.nonzero(mask)
-    which = labels[at] - 1
-    return smooth[ys[which], xs[which]]
+def _across(
+    signed: np.ndarray, at: tuple[np.ndarray, np.ndarray], target: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """For the pixels `at` (row and column index arrays), the pixel reached by walking
+    across the outline to where the signed distance `signed` (float32 (H, W),
+    positive inside, negative outside) is `target`: along its gradient, which points
+    straight at the nearest outline point. Row and column index arrays, clipped."""
+    ys, xs = at
+    h, w = signed.shape
+    down, up = np.minimum(ys + 1, h - 1), np.maximum(ys - 1, 0)
+    right, left = np.minimum(xs + 1, w - 1), np.maximum(xs - 1, 0)
+    gy = signed[down, xs] - signed[up, xs]
+    gx = signed[ys, right] - signed[ys, left]
+    norm = np.maximum(np.hypot(gy, gx), 1e-6)
+    steps = target - signed[at]
+    ty = np.clip(np.rint(ys + gy / norm * steps), 0, h - 1).astype(np.intp)
+    tx = np.clip(np.rint(xs + gx / norm * steps), 0, w - 1).astype(np.intp)
+    return ty, tx
 
 
 def edge_halo(
@@ -90,12 +114,12 @@ def edge_halo(
     HALO_TOLERANCE from the mix its alpha says it is (alpha x the nearby subject
     colour + (1 - alpha) x the nearby background colour) towards the source photo's
     old background: its colour is nearer `old_background` than HALO_OLD_RATIO of its
-    distance to the subject colour.
-    A rim of old background that the matte calls subject (alpha 255) strays by its
-    whole difference from the subject; a clean anti-aliased edge does not stray, and
-    a subject's own darker rim (shading) strays away from a light old background,
-    not towards it. old_background None (unknown, e.g. a cut-out sent with its own
-    alpha) counts every stray pixel. None when the subject has no edge on the canvas.
+    distance to the subject colour. A rim of old background that the matte calls
+    subject (alpha 255) strays by its whole difference from the subject; a clean
+    anti-aliased edge does not stray, and a subject's own darker rim (shading) is
+    about as far from the old background as from the subject. old_background None
+    (unknown, e.g. a cut-out sent with its own alpha) counts every stray pixel. None
+    when the subject has no edge on the canvas.
 
     image: the output as shown, RGB (H, W, 3); alpha: where the subject is, (H, W);
     shadow: the darkness the compositor cast (H, W), so a shadow next to the edge is
@@ -103,45 +127,63 @@ def edge_halo(
     cut-out; image holds its straight colour): edge pixels are compared with the
     subject colour alone and fully transparent ones are skipped. The edge band is
     every pixel within band_px of the subject's outline (alpha >= SOLID_ALPHA),
-    either side; the nearby subject and background colours are those of the
-    nearest pixels band_px or more inside and outside the outline."""
+    either side; the nearby subject and background colours are those found just
+    over band_px inside and outside the outline, straight across it from the pixel
+    (pixels with no such place, as in parts thinner than the band, are skipped).
+    Canvases larger than EDGE_WORK_SIDE are measured scaled down to it."""
+    scale = EDGE_WORK_SIDE / max(alpha.shape)
+    if scale < 1:
+        size = (round(alpha.shape[1] * scale), round(alpha.shape[0] * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+        if shadow is not None:
+            shadow = cv2.resize(shadow, size, interpolation=cv2.INTER_AREA)
     k = band_px(image.shape)
-    solid = (alpha >= SOLID_ALPHA).astype(np.uint8)
-    found = _box(solid)
+    found = _box((alpha >= SOLID_ALPHA).view(np.uint8))
     if found is None:
         return None
     # Work on the subject's box plus the band: subjects are often small on the canvas.
-    pad = 2 * k + 2
+    pad = 2 * k + 4
     x0, y0 = max(0, found[0] - pad), max(0, found[1] - pad)
     x1, y1 = min(alpha.shape[1], found[2] + pad), min(alpha.shape[0], found[3] + pad)
-    solid = solid[y0:y1, x0:x1]
     a = alpha[y0:y1, x0:x1]
-    rgb = image[y0:y1, x0:x1].astype(np.float32)
-    disk = _disk(k)
-    inner = cv2.erode(solid, disk, borderType=cv2.BORDER_REPLICATE)
-    grown = cv2.dilate(solid, disk, borderType=cv2.BORDER_REPLICATE)
-    band = (grown > 0) & (inner == 0)
+    rgb = image[y0:y1, x0:x1]
+    solid = a >= SOLID_ALPHA
+    depth = _depth(solid)
+    inner = depth > k
+    reach = _distance_to(solid)
+    grown = reach <= k
+    band = grown & ~inner
     if transparent:
         band &= a > 0
     if not inner.any() or not band.any():
         return None
+    signed = depth - reach
     at = np.nonzero(band)
-    subject = _nearest(rgb, inner, at)
+    inside = _across(signed, at, k + 1.5)
+    outside = _across(signed, at, -(k + 1.5))
+    known = inner[inside] & ~grown[outside]
+    if not known.any():
+        return None
+    at = (at[0][known], at[1][known])
+    inside = (inside[0][known], inside[1][known])
+    outside = (outside[0][known], outside[1][known])
+    subject = rgb[inside].astype(np.float32)
     share = a[at].astype(np.float32)[:, None] / 255.0
-    pixels = rgb[at]
+    pixels = rgb[at].astype(np.float32)
     if transparent:
         # The straight colour shows in proportion to alpha: a faint pixel fringes little.
         seen = pixels
         stray = np.linalg.norm((pixels - subject) * share, axis=1) > HALO_TOLERANCE
     else:
-        outer = (1 - grown).astype(np.uint8)
-        if not outer.any():
-            return None
-        light = np.ones(solid.shape, np.float32)
+        near = outside
+        background = rgb[near].astype(np.float32)
         if shadow is not None:
-            light = 1.0 - shadow[y0:y1, x0:x1].astype(np.float32) / 255.0
-        unshadowed = rgb / np.maximum(light, 0.05)[:, :, None]
-        background = _nearest(unshadowed, outer, at) * light[at][:, None]
+            # Take the shadow out of the sampled background, put this pixel's back in.
+            dark = shadow[y0:y1, x0:x1]
+            there = 1.0 - dark[near].astype(np.float32) / 255.0
+            here = 1.0 - dark[at].astype(np.float32) / 255.0
+            background *= (here / np.maximum(there, 0.05))[:, None]
         expected = share * subject + (1.0 - share) * background
         stray = np.linalg.norm(pixels - expected, axis=1) > HALO_TOLERANCE
         # The subject colour the pixel implies, its background share taken out.
@@ -160,10 +202,14 @@ def old_background(rgb: np.ndarray, alpha: np.ndarray) -> tuple[float, float, fl
     the clearly-out pixels (alpha <= CLEAR_OUT) within 2 x band_px of the subject's
     outline. None when there are none (the subject fills the frame).
     rgb: the source photo (H, W, 3); alpha: its matte (H, W)."""
-    solid = (alpha >= SOLID_ALPHA).astype(np.uint8)
-    if not solid.any():
+    k2 = 2 * band_px(alpha.shape)
+    found = _box((alpha >= SOLID_ALPHA).view(np.uint8))
+    if found is None:
         return None
-    ring = (cv2.dilate(solid, _disk(2 * band_px(alpha.shape))) > 0) & (alpha <= CLEAR_OUT)
+    x0, y0 = max(0, found[0] - k2 - 1), max(0, found[1] - k2 - 1)
+    x1, y1 = min(alpha.shape[1], found[2] + k2 + 1), min(alpha.shape[0], found[3] + k2 + 1)
+    a, rgb = alpha[y0:y1, x0:x1], rgb[y0:y1, x0:x1]
+    ring = _near(a >= SOLID_ALPHA, k2) & (a <= CLEAR_OUT)
     if not ring.any():
         return None
     median = np.median(rgb[ring].reshape(-1, 3), axis=0)
@@ -177,15 +223,19 @@ def matte_uncertainty(alpha: np.ndarray) -> float | None:
     hole or a mushy matte scores its share of the subject. None for an empty matte.
 
     alpha: the matte at the source's size, (H, W)."""
-    area = int(np.count_nonzero(alpha > CLEAR_OUT))
-    if area == 0:
-        return None
     k = band_px(alpha.shape)
-    disk = _disk(k)
-    near_in = cv2.dilate((alpha >= CLEAR_IN).astype(np.uint8), disk)
-    near_out = cv2.dilate((alpha <= CLEAR_OUT).astype(np.uint8), disk)
+    found = _box((alpha > CLEAR_OUT).view(np.uint8))
+    if found is None:
+        return None
+    x0, y0 = max(0, found[0] - k - 1), max(0, found[1] - k - 1)
+    alpha = alpha[y0 : found[3] + k + 1, x0 : found[2] + k + 1]
+    area = int(np.count_nonzero(alpha > CLEAR_OUT))
     soft = (alpha > CLEAR_OUT) & (alpha < CLEAR_IN)
-    uncertain = soft & ~((near_in > 0) & (near_out > 0))
+    if not soft.any():
+        return 0.0
+    near_in = _near(alpha >= CLEAR_IN, k)
+    near_out = _near(alpha <= CLEAR_OUT, k)
+    uncertain = soft & ~(near_in & near_out)
     return float(np.count_nonzero(uncertain) / area)
 
 
@@ -264,13 +314,12 @@ def background_purity(
     near = alpha > 0
     if shadow is not None:
         near |= shadow > 0
-    grown = cv2.dilate(near.astype(np.uint8), _disk(PURITY_MARGIN_PX))
-    region = grown == 0
+    region = ~_near(near, PURITY_MARGIN_PX)
     total = int(np.count_nonzero(region))
     if total == 0:
         return None
-    exact = np.all(image == np.asarray(colour, dtype=np.uint8), axis=2) & region
-    return float(np.count_nonzero(exact) / total)
+    exact = cv2.inRange(image, colour, colour) > 0
+    return float(np.count_nonzero(exact & region) / total)
 
 
 @dataclass(frozen=True)

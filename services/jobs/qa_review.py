@@ -59,7 +59,8 @@ def decode_output(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
         if image.mode in ("RGBA", "LA") or "transparency" in image.info:
             rgba = np.asarray(image.convert("RGBA"))
             return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
-        return np.asarray(image.convert("RGB")), None
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        return np.asarray(rgb), None
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:

@@ -193,3 +193,28 @@ def test_shadow_check_faint_shadow_is_not_visible() -> None:
     darkness[40:60, 40:60] = 4
     found = qa.shadow_check(darkness)
     assert not found.visible and not found.touches_edge
+
+
+def test_edge_halo_a_shaded_rim_is_not_old_background() -> None:
+    """A product whose own rim is darker than its inside (shading), photographed on a
+    light backdrop: the rim strays from the inside colour, but away from the old
+    backdrop, so it is no halo; a rim of the old backdrop's grey is."""
+    size, radius = 400, 150
+    alpha = np.zeros((size, size), np.uint8)
+    cv2.circle(alpha, (200, 200), radius, 255, -1)
+    image = np.full((size, size, 3), WHITE, np.uint8)
+    cv2.circle(image, (200, 200), radius, (60, 10, 10), -1)  # dark rim
+    cv2.circle(image, (200, 200), radius - 2, RED, -1)
+    light_backdrop = (236.0, 236.0, 236.0)
+    assert qa.edge_halo(image, alpha, old_background=light_backdrop) == 0.0
+    assert qa.edge_halo(image, alpha) > 0.2  # without the old backdrop, every stray counts
+    cv2.circle(image, (200, 200), radius, GREY, 2)
+    assert qa.edge_halo(image, alpha, old_background=(128.0, 128.0, 128.0)) > 0.2
+
+
+def test_old_background_is_the_backdrop_next_to_the_subject() -> None:
+    alpha = disk_alpha(300, 80)
+    photo = over(RED, alpha, (30, 120, 200))
+    photo[:20] = (0, 0, 0)  # far from the subject: not part of the estimate
+    assert qa.old_background(photo, alpha) == (30.0, 120.0, 200.0)
+    assert qa.old_background(photo, np.full((300, 300), 255, np.uint8)) is None
