@@ -28,9 +28,10 @@ EDGE_WORK_SIDE = 2048
 # The edge band's half-width as a share of the image's long side, at least MIN_BAND_PX.
 EDGE_BAND = 0.008
 MIN_BAND_PX = 3
-# An edge pixel is a halo pixel when it is this far (RGB distance, 0..441) from
-# every mix of the nearby subject and background colours: JPEG ringing and
-# resampling stay well under it, a grey fringe on a coloured product is over it.
+# An edge pixel is a halo pixel when it is this far (RGB distance, 0..441) from the
+# mix of the nearby subject and background colours its alpha says it is: JPEG
+# ringing and resampling stay well under it, a grey fringe on a coloured product is
+# well over it.
 HALO_TOLERANCE = 40.0
 # ... and it strays towards the old background: it is nearer the old background's
 # colour than this share of its distance to the subject colour (a subject's own
