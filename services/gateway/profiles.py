@@ -14,6 +14,7 @@ from lightbox.v1 import catalog_pb2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.common.errors import InvalidParameter, LightboxError
+from services.common.qa_thresholds import QaThresholdOverrides
 from services.gateway.auth import Account
 from services.gateway.context import Gateway
 
@@ -298,6 +299,13 @@ def check_profile(profile: ProfileIn) -> None:
                     f"placements.{pname}.{name}", f"{profile.operation} has no field {name!r}."
                 )
     # Every placement (or none) with the templates filled in must be a valid request.
+    if profile.qa_thresholds:
+        try:
+            QaThresholdOverrides.model_validate(profile.qa_thresholds)
+        except ValidationError as exc:
+            err = submit.validation_error(exc)
+            label = f"qa_thresholds.{err.extra.get('field', '')}".rstrip(".")
+            raise InvalidParameter(label, f"{label}: {err.message.split(': ', 1)[-1]}") from None
     sample = {var: "x" for template in profile.prompts.values() for var in template_vars(template)}
     for pname in list(profile.placements) or [None]:
         values = dict(profile.fields)

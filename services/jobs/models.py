@@ -135,7 +135,7 @@ jobs = Table(
     # Retention (0002): when the input blobs and the output blob were deleted.
     Column("inputs_purged_at", UTCDateTime, nullable=True),
     Column("output_purged_at", UTCDateTime, nullable=True),
-    # Image QA of the output (migration 0005_qa): written by the worker just before
+    # Image QA of the output (migration 0006): written by the worker just before
     # it completes the job; shown only once the job is completed.
     Column("qa", JSON, nullable=True),
     CheckConstraint(

@@ -2,8 +2,8 @@
 output (scores, needs_review, reasons, compliance). Existing rows keep NULL: they
 were completed before QA ran, and their job bodies show no `qa`.
 
-Revision ID: 0005_qa
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-07
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_qa"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
