@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -157,3 +158,49 @@ def test_json_submit_takes_qa_thresholds_as_an_object(sqlite_stack: RunningStack
         timeout=30,
     )
     assert r.status_code == 422 and r.json()["detail"]["field"] == "qa_thresholds.nope"
+
+
+def test_batch_items_from_a_compliance_profile_carry_qa(
+    sqlite_stack: RunningStack, key: Key
+) -> None:
+    """A profile sets compliance and thresholds; each batch item's qa is its job's."""
+    profile = {
+        "name": "qa-amazon",
+        "operation": "product-photo",
+        "fields": {"compliance": "amazon-main"},
+        "qa_thresholds": {"max_upscale": 16},
+    }
+    r = requests.post(f"{sqlite_stack.url}/v1/profiles", headers=key.headers, json=profile)
+    assert r.status_code == 201, r.text
+    up = requests.post(
+        f"{sqlite_stack.url}/v1/uploads",
+        headers=key.headers,
+        files={"image": ("p.png", _photo(200, products.jar))},
+        timeout=30,
+    )
+    assert up.status_code == 201, up.text
+    body = {
+        "profile": "qa-amazon@1",
+        "items": [{"sku": "J1", "variant": "main", "upload_id": up.json()["upload_id"]}],
+    }
+    r = requests.post(f"{sqlite_stack.url}/v1/batches", headers=key.headers, json=body)
+    assert r.status_code == 202, r.text
+    batch_id = r.json()["batch_id"]
+    for _ in range(600):
+        done = requests.get(f"{sqlite_stack.url}/v1/batches/{batch_id}", headers=key.headers)
+        if done.json()["status"] != "running":
+            break
+        time.sleep(0.2)
+    (item,) = done.json()["items"]
+    assert item["status"] == "completed", item
+    qa = item["qa"]
+    job = requests.get(
+        f"{sqlite_stack.url}/v1/image/{item['generation_id']}", headers=key.headers
+    ).json()
+    assert qa == job["qa"] and job["parameters"]["qa_thresholds"] == {"max_upscale": 16}
+    # A 200 px photo fills a 1000 px canvas only by enlarging the jar ~7x: the
+    # profile's max_upscale of 16 lets that pass, in review and in the rule alike.
+    assert qa["compliance"]["preset"] == "amazon-main"
+    rules = {r["rule"]: r for r in qa["compliance"]["rules"]}
+    assert rules["not_upscaled"]["passed"] and 4 < rules["not_upscaled"]["value"] <= 16
+    assert "upscaled" not in [r["code"] for r in qa["reasons"]]
