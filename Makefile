@@ -9,10 +9,13 @@ GEN_STAMP := gen/.stamp
 
 .PHONY: venv protos models run test lint demo bench clean
 
-$(STAMP): pyproject.toml
+# The server with its extras, then the Python client and CLI (clients/python, its own
+# distribution; its one dependency, httpx, is already a server dependency).
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,models]'
+	$(PY) -m pip install -q --no-deps -e ./clients/python
 	echo "$(CURDIR)/gen" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lightbox-gen.pth
 	touch $@
 

@@ -1,0 +1,3 @@
+from lightbox_client.cli import main
+
+raise SystemExit(main())
