@@ -55,7 +55,8 @@ def test_the_readme_catalog_example(sqlite_stack: RunningStack, tmp_path: Path) 
     assert run.returncode == 1, run.stderr  # the damaged image
     assert "20/20" in run.stderr  # the progress bar, on stderr
     report = json.loads((out / "report.json").read_text())
-    assert report["run"]["mode"] == "batches" and report["run"]["submitted"] == 19
+    assert report["run"]["mode"] == "batches"
+    assert (report["run"]["submitted"], report["run"]["refused"]) == (19, 1)  # upload refused
     assert report["counts"] == {"completed": 19, "failed": 1}
     for item in report["items"]:
         if item["sku"] == "mug-gift":

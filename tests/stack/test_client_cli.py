@@ -105,6 +105,8 @@ def test_interrupted_run_resumes_then_a_finished_one_submits_nothing(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background job ignores SIGINT, and a child would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     manifest = out / "manifest.jsonl"
     deadline = time.monotonic() + 120
@@ -125,7 +127,8 @@ def test_interrupted_run_resumes_then_a_finished_one_submits_nothing(
     run = report["run"]
     assert run["mode"] == "jobs"  # this server has no /v1/batches
     assert run["skipped"] == done_first
-    assert run["submitted"] + run["resumed"] + run["skipped"] == GOOD + 1
+    assert run["refused"] == 1  # the broken image, at its submit
+    assert run["submitted"] + run["refused"] + run["resumed"] + run["skipped"] == GOOD + 1
     assert report["counts"] == {"completed": GOOD, "failed": 1}
     # Every item was submitted once over both runs: one job each, charged once.
     assert len(job_ids(url, key)) == GOOD
@@ -148,7 +151,8 @@ def test_interrupted_run_resumes_then_a_finished_one_submits_nothing(
     third = cli(url, key, *args)
     assert third.returncode == 1
     rerun = json.loads((out / "report.json").read_text())["run"]
-    assert (rerun["submitted"], rerun["resumed"], rerun["skipped"]) == (0, 0, GOOD + 1)
+    assert (rerun["submitted"], rerun["refused"], rerun["resumed"]) == (0, 0, 0)
+    assert rerun["skipped"] == GOOD + 1
     assert "this run submitted 0" in third.stdout
     assert balance(url, key) == before and len(job_ids(url, key)) == GOOD
 

@@ -377,7 +377,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     result = report.write(args.out, items, manifest, {**run_info, "interrupted": interrupted})
     counts = ", ".join(f"{n} {s}" for s, n in result["counts"].items())
     print(
-        f"{len(items)} items: {counts}; this run submitted {run_info.get('submitted', 0)}, "
+        f"{len(items)} items: {counts}; this run submitted {run_info.get('submitted', 0)} "
+        f"(refused {run_info.get('refused', 0)}), "
         f"followed {run_info.get('resumed', 0)} sent before, skipped "
         f"{run_info.get('skipped', 0)} done ({run_info.get('mode', '')}); "
         f"report: {args.out / report.REPORT_HTML}"

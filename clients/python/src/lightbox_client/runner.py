@@ -58,6 +58,7 @@ class Plan:
 @dataclass
 class Stats:
     submitted: int = 0  # items sent to the server by this run
+    refused: int = 0  # items the server would not take (a submit or upload answered 4xx)
     resumed: int = 0  # items an earlier run had sent, followed again
     skipped: int = 0  # items finished before this run
     mode: str = ""
@@ -67,6 +68,7 @@ class Stats:
         return {
             "mode": self.mode,
             "submitted": self.submitted,
+            "refused": self.refused,
             "resumed": self.resumed,
             "skipped": self.skipped,
             "batches": self.batches,
@@ -371,6 +373,8 @@ class Runner:
             entry.final = False
             self.progress.set(item.name, entry.status if entry.job_id else "pending")
         else:
+            if not entry.job_id and not entry.batch_id:
+                self.stats.refused += 1
             entry.status, entry.final = "failed", True
             self.progress.set(item.name, "failed")
         self.manifest.record(entry)
