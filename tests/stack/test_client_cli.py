@@ -23,7 +23,7 @@ from tests.stack.conftest import RunningStack
 
 pytestmark = pytest.mark.stack
 
-GOOD = 6
+GOOD = 4
 
 
 def cli_env(url: str, key: Key) -> dict[str, str]:
@@ -54,7 +54,7 @@ def job_ids(url: str, key: Key) -> list[str]:
 
 @pytest.fixture()
 def catalog(tmp_path: Path) -> Path:
-    """GOOD products (two variants of three SKUs) and one truncated JPEG, which looks
+    """GOOD products (two variants of each SKU) and one truncated JPEG, which looks
     like a JPEG to the client and is refused by the server."""
     folder = tmp_path / "catalog"
     (folder / "img").mkdir(parents=True)
@@ -80,8 +80,8 @@ def test_dry_run_names_the_bad_row_and_sends_nothing(
         f.write("SKU-T,front,img/notes.jpg,Notes\nSKU-0,front,img/p0.jpg,Again\n")
     out = cli(sqlite_stack.url, key, "batch", str(catalog), *BATCH, "--out", str(tmp_path / "o"))
     assert out.returncode == 2, out.stderr
-    assert "line 9 (sku SKU-T): image: img/notes.jpg is not a JPEG, PNG or WebP" in out.stderr
-    assert "line 10 (sku SKU-0): variant: SKU-0/front is already on line 2" in out.stderr
+    assert "line 7 (sku SKU-T): image: img/notes.jpg is not a JPEG, PNG or WebP" in out.stderr
+    assert "line 8 (sku SKU-0): variant: SKU-0/front is already on line 2" in out.stderr
     assert "--placement" not in out.stderr
     dry = cli(sqlite_stack.url, key, "batch", str(catalog), *BATCH, "--out", "x", "--dry-run")
     assert dry.returncode == 2 and "2 row(s) refused" in dry.stderr
@@ -96,7 +96,7 @@ def test_interrupted_run_resumes_then_a_finished_one_submits_nothing(
     out = tmp_path / "out"
     dry = cli(url, key, "batch", str(catalog), *BATCH, "--out", str(out), "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert f"{GOOD + 1} items OK" in dry.stdout and "at most 49 credits" in dry.stdout
+    assert f"{GOOD + 1} items OK" in dry.stdout and "at most 35 credits" in dry.stdout
 
     # One submit per item, whether or not the server offers batches (the example's test
     # runs the batches path).
