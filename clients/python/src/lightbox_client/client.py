@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from lightbox_client._http import AsyncSender, Call, RetryPolicy, SyncSender
+from lightbox_client._http import AsyncSender, Call, FilePart, RetryPolicy, SyncSender
 from lightbox_client.errors import NotFound
 from lightbox_client.inputs import FieldValue, ImageInput, form_value, read_image
 from lightbox_client.jobs import AsyncJob, Job, ProgressCallback
@@ -59,19 +59,19 @@ def submit_call(
         if name in fields:
             raise ValueError(f"{name!r} is given both as an argument and in fields")
         fields[name] = value
-    for name, value in (
-        ("profile", opts.profile),
-        ("placement", opts.placement),
-        ("vars", dict(opts.vars) if opts.vars else None),
-        ("webhook_url", opts.webhook_url),
-    ):
-        if value is not None:
-            fields[name] = value
-    files = {}
-    for role, value in (("image", image), ("mask", mask)):
-        if value is None:
+    profile_fields: dict[str, Any] = {
+        "profile": opts.profile,
+        "placement": opts.placement,
+        "vars": dict(opts.vars) if opts.vars else None,
+        "webhook_url": opts.webhook_url,
+    }
+    fields.update({k: v for k, v in profile_fields.items() if v is not None})
+    files: dict[str, FilePart] = {}
+    images: dict[str, ImageInput | None] = {"image": image, "mask": mask}
+    for role, source in images.items():
+        if source is None:
             continue
-        img = read_image(value, role)
+        img = read_image(source, role)
         if img.url is not None:
             fields[f"{role}_url"] = img.url
         else:

@@ -292,8 +292,7 @@ class Runner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.job_timeout + 60 * len(waiting) / self.concurrency
         while waiting:
-            for batch_id in sorted({b for b, _, _ in waiting}):
-                assert batch_id
+            for batch_id in sorted({b for b, _, _ in waiting if b}):
                 try:
                     items = [it async for it in self.client.batch_items(batch_id, 1000)]
                 except LightboxError as exc:
