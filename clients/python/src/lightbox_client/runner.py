@@ -19,6 +19,7 @@ from lightbox_client.errors import (
     APIError,
     BatchInvalid,
     ConnectionFailed,
+    IdempotencyConflict,
     InsufficientCredits,
     LightboxError,
     RateLimited,
@@ -257,19 +258,26 @@ class Runner:
                     profile=self.plan.profile_ref,
                     fields=self.plan.fields or None,
                 )
-            except BatchInvalid as exc:
-                bad = {int(e["index"]): e for e in exc.errors if "index" in e}
-                if not bad:
+            except (BatchInvalid, IdempotencyConflict) as exc:
+                # Each bad item named by its index: a 422 lists every one, a 409 the
+                # first item whose key was used before for other content.
+                rows = exc.errors if isinstance(exc, BatchInvalid) else [exc.detail]
+                bad = {int(e["index"]): e for e in rows if isinstance(e.get("index"), int)}
+                if not bad or max(bad) >= len(ready):
                     for item, entry, _ in ready:
                         self._refused(item, entry, exc)
                     return []
                 for index, err in bad.items():
                     item, entry, _ = ready[index]
-                    message = f"{err.get('field', '')}: {err.get('message', '')}".strip(": ")
-                    entry.status, entry.final = "failed", True
-                    entry.error = {"error": str(err.get("error") or exc.code), "message": message}
-                    self.manifest.record(entry)
-                    self.progress.set(item.name, "failed")
+                    field = f"{err['field']}: " if err.get("field") else ""
+                    self._reject(
+                        item,
+                        entry,
+                        {
+                            "error": str(err.get("error") or exc.code),
+                            "message": field + str(err.get("message", "")),
+                        },
+                    )
                 ready = [r for n, r in enumerate(ready) if n not in bad]
                 continue
             except LightboxError as exc:
@@ -365,15 +373,24 @@ class Runner:
         """An item the server would not take, or that could not be followed. The
         server's verdict on the item itself is final; trouble a re-run may not meet
         (the server down, credits short, a wait run out) leaves it to the next run."""
-        entry.error = _error(exc)
+        error = _error(exc)
+        entry.error = error
         if isinstance(exc, InsufficientCredits):
             self.out_of_credits = True
         if isinstance(exc, (*TRANSIENT, InsufficientCredits)):
             entry.final = False
             self.progress.set(item.name, entry.status if entry.job_id else "pending")
+            self.manifest.record(entry)
+        elif not entry.job_id and not entry.batch_id:
+            self._reject(item, entry, error)
         else:
-            if not entry.job_id and not entry.batch_id:
-                self.stats.refused += 1
             entry.status, entry.final = "failed", True
+            self.manifest.record(entry)
             self.progress.set(item.name, "failed")
+
+    def _reject(self, item: Item, entry: Entry, error: dict[str, str]) -> None:
+        """The server would not take the item (its submit, upload or batch row)."""
+        self.stats.refused += 1
+        entry.status, entry.final, entry.error = "failed", True, error
         self.manifest.record(entry)
+        self.progress.set(item.name, "failed")
