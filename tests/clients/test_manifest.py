@@ -13,6 +13,7 @@ from lightbox_client.catalog import Item
 from lightbox_client.manifest import Entry, Manifest, ManifestMismatch
 from lightbox_client.progress import Progress
 from lightbox_client.report import write
+from lightbox_client.runner import qa_summary
 
 SETTINGS = {"profile": "shop-main@2", "operation": "product-photo", "fields": {}}
 
@@ -50,6 +51,9 @@ def test_report_lists_outputs_and_failures_escaped(tmp_path: Path) -> None:
             width=300,
             height=300,
             credits_used=7.0,
+            qa=qa_summary(
+                {"needs_review": True, "reasons": [{"code": "edge_halo", "message": ""}]}
+            ),
         )
     )
     m.record(
@@ -59,11 +63,13 @@ def test_report_lists_outputs_and_failures_escaped(tmp_path: Path) -> None:
     )
     report = write(tmp_path, items, m, {"mode": "jobs"})
     assert report["counts"] == {"completed": 1, "failed": 1, "unfinished": 1}
-    assert report["credits_used"] == 7.0
+    assert report["credits_used"] == 7.0 and report["needs_review"] == 1
     saved = json.loads((tmp_path / "report.json").read_text())
     assert [i["status"] for i in saved["items"]] == ["completed", "failed", "unfinished"]
     page = (tmp_path / "report.html").read_text()
     assert "<img src='A1/main.jpg'" in page and page.count("<img ") == 1
+    assert saved["items"][0]["qa"] == {"needs_review": True, "reasons": ["edge_halo"]}
+    assert "needs review: edge_halo" in page
     assert "invalid_image: &lt;b&gt;" in page and "<b>" not in page
     assert "C3" in page and "not finished" in page
 

@@ -62,6 +62,7 @@ def test_the_readme_catalog_example(sqlite_stack: RunningStack, tmp_path: Path) 
         if item["sku"] == "mug-gift":
             assert item["status"] == "failed" and item["error"]["error"] == "invalid_image"
             continue
+        assert item["qa"] is not None and isinstance(item["qa"]["needs_review"], bool)
         w, h = Image.open(out / item["output"]).size
         variant = "feed" if item["placement"] == "social-feed" else "page"
         assert abs(w / h - ASPECT[variant]) < 0.01, item

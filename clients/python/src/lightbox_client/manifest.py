@@ -30,6 +30,8 @@ class Entry:
     # Whether the error is final (the server's verdict) or a re-run should try again.
     final: bool = False
     credits_used: float = 0.0
+    # The server's QA verdict on the output: {"needs_review", "reasons": [codes]}.
+    qa: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:

@@ -35,6 +35,7 @@ def _item(item: Item, entry: Entry) -> dict[str, Any]:
         "height": entry.height,
         "credits_used": entry.credits_used,
         "error": entry.error,
+        "qa": entry.qa,
     }
 
 
@@ -50,6 +51,7 @@ def write(
         "total": len(rows),
         "counts": dict(sorted(counts.items())),
         "credits_used": round(sum(r["credits_used"] for r in rows), 4),
+        "needs_review": sum(1 for r in rows if (r["qa"] or {}).get("needs_review")),
         "items": rows,
     }
     (folder / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -65,6 +67,7 @@ figure img{width:100%;height:160px;object-fit:contain;background:#eee}
 figcaption{font-size:12px;margin-top:6px;word-break:break-all}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left}
 .failed{color:#a00}
+.review{color:#b35c00;font-weight:600}
 """
 
 
@@ -80,18 +83,28 @@ def render_html(report: dict[str, Any]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
-        f"<p>{len(items)} items: {esc(counts)}; {report['credits_used']} credits. "
+        f"<p>{len(items)} items: {esc(counts)}; {report['credits_used']} credits; "
+        f"{report['needs_review']} flagged for review by the server's QA. "
         f"Generated {esc(report['generated_at'])}.</p>",
         f"<h2>Outputs ({len(done)})</h2><div class='grid'>",
     ]
     for r in done:
         src = esc(r["output"], quote=True)
         size = f"{r['width']}×{r['height']}" if r["width"] else ""
+        qa = r["qa"] or {}
+        review = (
+            "<br><span class='review'>needs review: "
+            + esc(", ".join(qa.get("reasons") or []) or "yes")
+            + "</span>"
+            if qa.get("needs_review")
+            else ""
+        )
         out.append(
             f"<figure data-sku='{esc(r['sku'], quote=True)}'><a href='{src}'>"
             f"<img src='{src}' loading='lazy' alt='{esc(r['sku'], quote=True)}'></a>"
             f"<figcaption>{esc(r['sku'])} / {esc(r['variant'])}"
-            f"{' · ' + esc(r['placement']) if r['placement'] else ''} · {size}</figcaption>"
+            f"{' · ' + esc(r['placement']) if r['placement'] else ''} · {size}{review}"
+            "</figcaption>"
             "</figure>"
         )
     out.append("</div>")

@@ -76,6 +76,14 @@ class Stats:
         }
 
 
+def qa_summary(qa: Any) -> dict[str, Any] | None:
+    """What the report needs of a job's `qa`: whether a person should look, and why."""
+    if not isinstance(qa, dict):
+        return None
+    reasons = [str(r.get("code")) for r in qa.get("reasons") or [] if isinstance(r, dict)]
+    return {"needs_review": bool(qa.get("needs_review")), "reasons": reasons}
+
+
 def _error(exc: BaseException) -> dict[str, str]:
     if isinstance(exc, APIError):
         return {"error": exc.code, "message": exc.message}
@@ -362,6 +370,7 @@ class Runner:
             entry.output = target.relative_to(self.out).as_posix()
             entry.width, entry.height = job.width, job.height
             entry.error = None
+            entry.qa = qa_summary(job.data.get("qa"))
         else:
             entry.error = job.error or {"error": job.status, "message": ""}
         entry.status, entry.final = job.status, True
