@@ -41,6 +41,7 @@ def test_every_bad_row_is_named(tmp_path: Path) -> None:
         {"sku": "A5", "image": "ftp://host/x.jpg", "backdrop": "cream"},
         {"sku": "A6", "image": "https://img.test/a.jpg"},
         {"sku": "A7", "image": "ok.jpg", "variant": "side", "backdrop": "cream"},
+        {"sku": "A8", "image": "ok.jpg", "variant": "v" * 65, "backdrop": "x" * 501},
     ]
     path = tmp_path / "c.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
@@ -53,7 +54,9 @@ def test_every_bad_row_is_named(tmp_path: Path) -> None:
         (5, "sku"),
         (6, "image"),
         (7, "backdrop"),  # the profile's prompt needs it
-        (9, "row"),
+        (9, "variant"),
+        (9, "backdrop"),
+        (10, "row"),
     }
     assert [i.name for i in catalog.items] == ["A1/main", "A7/side"]
     assert catalog.items[0].vars == {"backdrop": "cream"}

@@ -20,6 +20,8 @@ from lightbox_client.resources import Profile
 RESERVED = ("sku", "image", "variant", "placement")
 DEFAULT_VARIANT = "main"
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
+# docs/schemas/catalog-row.json: a template variable's value.
+MAX_VAR_CHARS = 500
 # Used as folder and file names under the output folder.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TEMPLATE_VAR = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
@@ -149,12 +151,12 @@ def load(path: Path, profile: Profile | None) -> Catalog:
                 problems.append((str(key), str(exc)))
         sku = values.get("sku", "")
         variant = values.get("variant") or DEFAULT_VARIANT
-        for name, value in (("sku", sku), ("variant", variant)):
+        for name, value, longest in (("sku", sku, 128), ("variant", variant, 64)):
             if not value:
                 problems.append((name, "required"))
-            elif len(value) > 128 or not _NAME.match(value):
+            elif len(value) > longest or not _NAME.match(value):
                 problems.append(
-                    (name, f"{value!r}: use letters, digits, '.', '_' or '-' (at most 128)")
+                    (name, f"{value!r}: use letters, digits, '.', '_' or '-' (at most {longest})")
                 )
         if (sku, variant) in seen:
             problems.append(("variant", f"{sku}/{variant} is already on line {seen[sku, variant]}"))
@@ -178,6 +180,9 @@ def load(path: Path, profile: Profile | None) -> Catalog:
                 )
             )
         row_vars = {k: v for k, v in values.items() if k not in RESERVED and k}
+        for var, value in row_vars.items():
+            if len(value) > MAX_VAR_CHARS:
+                problems.append((var, f"at most {MAX_VAR_CHARS} characters"))
         for var in sorted(needed - {k for k, v in row_vars.items() if v}):
             problems.append((var, f"the profile's prompts need {{{{{var}}}}}"))
         if problems:
