@@ -346,7 +346,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
             raise Fail(str(exc), 2) from None
         if args.dry_run:
             return _dry_run(client, args, plan, checked)
-        use_batches = args.mode == "batches" or (args.mode == "auto" and client.batches_supported())
+        use_batches = args.mode != "jobs" and client.batches_supported()
+        if args.mode == "batches" and not use_batches:
+            raise Fail(f"{base_url} offers no batches (GET /v1/batches is 404); use --mode jobs", 2)
     assert manifest is not None
     items = checked.items
     progress = Progress(len(items))
