@@ -52,8 +52,8 @@ bench: $(GEN_STAMP) models
 	@set -e; for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b; done
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check services tests
-	$(VENV)/bin/ruff format --check services tests
+	$(VENV)/bin/ruff check services tests clients/python
+	$(VENV)/bin/ruff format --check services tests clients/python
 
 clean:
 	rm -rf gen $(VENV) .lightbox out
