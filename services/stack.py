@@ -39,6 +39,9 @@ class Stack:
     model_repository: Path = triton.MODEL_REPOSITORY
     # Where children's output goes: our stdout (interactive) or a log file (tests).
     log_path: Path | None = None
+    # Environment for every child on top of ours (settings of one service, e.g. a test
+    # stack's limits).
+    extra_env: dict[str, str] = field(default_factory=dict)
     children: list[Child] = field(default_factory=list)
     _log_file: Any = None
 
@@ -54,6 +57,7 @@ class Stack:
         env["PYTHONUNBUFFERED"] = "1"
         env["LIGHTBOX_NUMBA_CACHE_DIR"] = str(self.settings.numba_cache_dir)
         env["LIGHTBOX_MODEL_REPOSITORY"] = str(self.model_repository)
+        env.update(self.extra_env)
         return env
 
     def prepare(self) -> str:

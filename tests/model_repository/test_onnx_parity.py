@@ -56,6 +56,7 @@ def test_served_stand_in_equals_onnxruntime_under_concurrency(
     )
     outputs = [s.name for s in contract.outputs]
     worst: dict[str, float] = {}
+    scale: dict[str, float] = {}
     errors: list[BaseException] = []
     barrier = threading.Barrier(CLIENTS)
 
@@ -75,6 +76,7 @@ def test_served_stand_in_equals_onnxruntime_under_concurrency(
                     got = result.as_numpy(o)
                     assert got.shape == expected.shape and got.dtype == expected.dtype, o
                     worst[o] = max(worst.get(o, 0.0), float(np.abs(got - expected).max()))
+                    scale[o] = max(scale.get(o, 0.0), float(np.abs(expected).max()))
         except BaseException as exc:  # reported on the main thread
             errors.append(exc)
         finally:
@@ -88,9 +90,13 @@ def test_served_stand_in_equals_onnxruntime_under_concurrency(
     assert not errors, errors[0]
     assert set(worst) == set(outputs)
     # A contract served by OpenVINO runs at bf16 where the CPU has it (ort_runner.py):
-    # about three significant digits, against onnxruntime's float32 here.
-    tolerance = 1e-5 if contract.cpu_runtime == "onnxruntime" else 1e-2
-    assert max(worst.values()) <= tolerance, worst
+    # about three significant digits of the output's magnitude (the toy RRDN's random
+    # weights make outputs of several units), against onnxruntime's float32 here.
+    for o, diff in worst.items():
+        if contract.cpu_runtime == "onnxruntime":
+            assert diff <= 1e-5, worst
+        else:
+            assert diff <= 1e-2 * max(1.0, scale[o]), (worst, scale)
 
 
 def test_concurrent_requests_are_batched(production_server: TritonProcess) -> None:

@@ -22,10 +22,11 @@ from tests.model_repository.triton_fixtures import (
     load_model_module,
 )
 
-FRONTS = ("upscale_realesrgan", "inpaint_lama", "segment_clipseg", "face_detector")
-FRONTS += ("face_codeformer",)
-# The learned matting fronts are one shared model class, configured per model.
+FRONTS = ("inpaint_lama", "segment_clipseg", "face_detector", "face_codeformer")
+# The learned matting fronts are one shared model class, configured per model; so are
+# the tiled upscalers.
 MATTING_FRONTS = ("matting_birefnet", "matting_isnet")
+UPSCALE_FRONTS = ("upscale_realesrgan", "upscale_rrdn")
 PYBACKEND = MODEL_REPOSITORY.parent / "services" / "models" / "pybackend"
 # Helpers that live only in services/models/pybackend (model folders once held copies).
 SHARED = ("triton_bls", "clip_tokenizer")
@@ -94,6 +95,9 @@ def test_the_models_import_the_shared_helpers_from_services() -> None:
     users[MODEL_REPOSITORY / "sdxl" / "1" / "sdxl_pipeline.py"] = {"clip_tokenizer"}
     for name in MATTING_FRONTS:
         users[MODEL_REPOSITORY / name / "1" / "model.py"] = {"matting_model"}
+    for name in UPSCALE_FRONTS:
+        users[MODEL_REPOSITORY / name / "1" / "model.py"] = {"upscale_model"}
+    users[PYBACKEND / "upscale_model.py"] = {"triton_bls", "tiling"}
     for path, modules in users.items():
         expected = {f"services.models.pybackend.{module}" for module in modules}
         assert expected <= imported_modules(path), path

@@ -64,7 +64,16 @@ def start_stack(
         database_url=database_url,
         numba_cache_dir=NUMBA_CACHE,
     )
-    stack = Stack(settings=settings, log_path=home / "stack.log", model_repository=model_repository)
+    stack = Stack(
+        settings=settings,
+        log_path=home / "stack.log",
+        model_repository=model_repository,
+        # Every test of the session shares this stack and the address 127.0.0.1: the
+        # browser's page loads and the clients' downloads of signed links alone pass
+        # the default 600 keyless requests a minute. The anonymous limit itself is
+        # tested on a stack of its own (test_api_limits).
+        extra_env={"LIGHTBOX_ANONYMOUS_RATE_LIMIT_PER_MINUTE": "60000"},
+    )
     key = stack.prepare()
     stack.start()
     try:

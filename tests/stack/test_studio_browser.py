@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,34 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def key(sqlite_stack: RunningStack) -> Key:
     return make_key(sqlite_stack, credits=500)
+
+
+def wait_js(page: Page, expression: str, timeout: float = 60.0) -> None:
+    """Poll a JavaScript expression until it is truthy. Playwright's wait_for_function
+    re-evaluates a string with eval() in the page, which the studio's Content-Security-
+    Policy (rightly) forbids: it fails as soon as the first check is false. evaluate()
+    runs through the DevTools protocol, which the policy does not cover."""
+    deadline = time.monotonic() + timeout
+    guarded = f"(() => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }})()"
+    while not page.evaluate(guarded):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout:.0f} s: {expression}")
+        time.sleep(0.1)
+
+
+def assert_fits(page: Page, width: int) -> None:
+    """Nothing wider than the screen: no sideways scrolling; names what sticks out."""
+    wide = page.evaluate(
+        """(w) => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > w + 1
+                || (e.scrollWidth > w + 1 && getComputedStyle(e).overflowX === "visible"))
+            .slice(0, 14)
+            .map(e => [e.tagName, e.className, Math.round(e.getBoundingClientRect().right),
+                       e.scrollWidth])""",
+        width,
+    )
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= width, f"page {scroll} px wide; sticking out: {wide}"
 
 
 def sample_photo(folder: Path, product: str, backdrop: str, size: tuple[int, int]) -> Path:
@@ -106,7 +135,7 @@ def enter_key(page: Page, stack: RunningStack, key: Key) -> bool:
     page.fill("#key-input", key.key)
     page.click("#key-form button[type=submit]")
     page.wait_for_selector("#op-product-photo:checked")
-    page.wait_for_function("document.querySelector('#balance').textContent !== ''")
+    wait_js(page, "document.querySelector('#balance').textContent !== ''")
     return bool(offered)
 
 
@@ -140,7 +169,7 @@ def test_product_photo_in_the_studio(
     page.click("#run")
     card = finished_card(page)
     assert card.get_attribute("data-state") == "completed", card.inner_text()
-    page.wait_for_function("document.querySelector('.job img.after').naturalWidth > 0")
+    wait_js(page, "document.querySelector('.job img.after').naturalWidth > 0")
     engines = card.locator(".engines").inner_text()
     assert "matting" in engines and MATTING_ENGINE in engines, engines
     assert "background" in engines
@@ -165,7 +194,7 @@ def test_remove_object_with_a_painted_mask(
     page.click("label[for=op-remove-object]")
     overlay = page.locator(".mask-overlay")
     overlay.wait_for()
-    page.wait_for_function("document.querySelector('.mask-overlay').width === 480")
+    wait_js(page, "document.querySelector('.mask-overlay').width === 480")
     box = overlay.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.3)
     page.mouse.down()
@@ -182,7 +211,7 @@ def test_remove_object_with_a_painted_mask(
     page.click("#run")
     card = finished_card(page)
     assert card.get_attribute("data-state") == "completed", card.inner_text()
-    page.wait_for_function("document.querySelector('.job img.after').naturalWidth > 0")
+    wait_js(page, "document.querySelector('.job img.after').naturalWidth > 0")
     assert "inpaint" in card.locator(".engines").inner_text()
     # The job got the mask as a file of the photo's size (a wrong size is a 422).
     job_id = card.get_attribute("data-job-id")
@@ -235,7 +264,7 @@ def test_phone_width_batch_and_history(
     enter_key(page, sqlite_stack, key)
     page.screenshot(path=shots / "studio-phone-start.png")
     # Nothing wider than the screen: no sideways scrolling on a phone.
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert_fits(page, PHONE["width"])
     # Two photos, one job at a time: a batch with its progress summary.
     page.set_input_files("#file-input", [str(photo), str(second_photo)])
     page.fill("#concurrency", "1")
@@ -244,10 +273,8 @@ def test_phone_width_batch_and_history(
     page.locator(".job .status-completed").nth(1).wait_for(timeout=90_000)
     summary = page.inner_text("#batch-summary")
     assert summary == "Batch of 2: 2 done, 0 running, 0 waiting, 0 failed", summary
-    page.wait_for_function(
-        "[...document.querySelectorAll('.job img.after')].every(i => i.naturalWidth > 0)"
-    )
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    wait_js(page, "[...document.querySelectorAll('.job img.after')].every(i => i.naturalWidth > 0)")
+    assert_fits(page, PHONE["width"])
     card = page.locator(".job").first
     card.scroll_into_view_if_needed()
     page.screenshot(path=shots / "studio-phone-result.png")
@@ -257,7 +284,7 @@ def test_phone_width_batch_and_history(
     items = page.locator(".history-item")
     assert items.count() >= 2  # this key's jobs, newest first
     assert "completed" in items.first.inner_text()
-    page.wait_for_function("document.querySelector('.history-item img').naturalWidth > 0")
+    wait_js(page, "document.querySelector('.history-item img').naturalWidth > 0")
     assert "credits" in page.inner_text("#balance")
     page.screenshot(path=shots / "studio-phone-history.png")
     assert blocked == [] and errors == [], (blocked, errors)

@@ -90,8 +90,9 @@ function qaBox(qa) {
   return h("div", { class: `qa ${qa.needs_review ? "qa-review" : "qa-ok"}` },
     h("p", {}, h("strong", {}, qa.needs_review ? "Needs review" : "QA passed")),
     reasons.length ? h("ul", {}, reasons.map((r) => h("li", {}, h("code", {}, r.code), " ", r.message))) : null,
-    scores.length ? h("p", { class: "hint" }, scores.map(([k, v]) =>
-      `${k} ${typeof v === "number" ? v.toFixed(2) : JSON.stringify(v)}`).join(" · ")) : null);
+    // The scores are nested objects (README, Image QA): folded away, readable when opened.
+    scores.length ? h("details", {}, h("summary", {}, "Scores"),
+      h("pre", {}, JSON.stringify(Object.fromEntries(scores), null, 1))) : null);
 }
 
 // Before/after: the result over the input, cut at the slider; zoom scrolls.
