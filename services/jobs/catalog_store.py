@@ -26,8 +26,6 @@ from sqlalchemy.engine import Connection, Row
 from services.common.errors import Conflict, InvalidParameter, LightboxError, NotFound
 from services.jobs.models import batch_items, batches, idempotency_keys, jobs, profiles
 from services.jobs.store import (
-    _INSERT_JOB,
-    _INSERT_LEDGER,
     LIST_LIMIT_MAX,
     STATUS_BLOCKED,
     STATUS_QUEUED,
@@ -37,16 +35,13 @@ from services.jobs.store import (
     WEBHOOK_PENDING,
     JobRecord,
     JobStore,
-    _as_utc,
-    _credits,
-    _decode_cursor,
-    _encode_cursor,
-    _insufficient_credits,
-    _job_record,
-    _new_id,
-    _retry_once,
-    _to_milli,
 )
+from services.jobs.store.jobs import _decode_cursor, _encode_cursor
+from services.jobs.store.ledger import _INSERT_LEDGER, _insufficient_credits
+from services.jobs.store.plumbing.sql import _as_utc, _new_id
+from services.jobs.store.plumbing.tx import _retry_once
+from services.jobs.store.records import _credits, _job_record, _to_milli
+from services.jobs.store.submit import _INSERT_JOB
 
 BATCH_RUNNING = "running"
 BATCH_COMPLETED = "completed"

@@ -2,7 +2,7 @@
 
 One database URL serves both backends: a SQLite file for the embedded stack and
 PostgreSQL in production and CI. Everything dialect-specific about connecting
-lives here, so `store.py` can read as plain transactions.
+lives here, so the store (`store/`) can read as plain transactions.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ jobs = Table(
     # The rest are partial (0004): a row is in an index only while its queries
     # can want it, so a job's three writes touch 12 index entries, not 27. A
     # query uses one of them only if its WHERE clause states the index's
-    # condition, with the status as a literal (see store._status_is).
+    # condition, with the status as a literal (see store/plumbing/sql.py, _status_is).
     # The claim's walk over queued jobs, in (run_after, id) order.
     _partial_index("ix_jobs_queue", ["run_after", "id"], "status = 'queued'"),
     # Expired leases, oldest first; and an account's live leases (its cap).

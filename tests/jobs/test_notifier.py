@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from services.jobs.store import JobStore, _Notifier
+from services.jobs.store import JobStore
+from services.jobs.store.queue.notifier import _Notifier
 
 from .test_store import submit
 

@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 
 from services.common.errors import ServiceUnavailable
 from services.jobs.models import ledger
-from services.jobs.store import _CLAIM_LOCK_CLASS as CLAIM_LOCK_CLASS
 from services.jobs.store import JobStore
+from services.jobs.store.queue.claim import _CLAIM_LOCK_CLASS as CLAIM_LOCK_CLASS
 
 pytestmark = pytest.mark.postgres
 
