@@ -25,8 +25,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.common.ports import free_port_block  # noqa: E402
-from services.common.samples import make_sample  # noqa: E402
 from services.common.settings import CommonSettings  # noqa: E402
+from services.samples.synthetic import make_sample  # noqa: E402
 from services.stack import Stack  # noqa: E402
 
 SAMPLES = [

@@ -1,9 +1,9 @@
 """Matting benchmark: Lightbox's matting engines against rembg, on the same images in
 one run.
 
-Images: the 24 synthetic product photos of `services.common.samples.varied_samples`
+Images: the 24 synthetic product photos of `services.samples.synthetic.varied_samples`
 (exact alpha; kinds plain, textured, busy, white-on-white, dark-on-dark, glass, fur,
-holes) and the real photographs of `services.common.photos` (no alpha; probe points
+holes) and the real photographs of `services.samples.photos` (no alpha; probe points
 placed by eye). Engines, each called on every image in turn (interleaved, so a load
 spike on this shared machine hits them alike):
 
@@ -61,12 +61,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.matting_sheet import SheetRow, contact_sheet  # noqa: E402
-from services.common.photos import PHOTO_NAMES, Probe, load_photo, probe  # noqa: E402
-from services.common.samples import KINDS, make_sample, varied_samples  # noqa: E402
 from services.common.settings import CommonSettings  # noqa: E402
 from services.common.triton import TritonProcess  # noqa: E402
 from services.jobs.engines import TritonEngines  # noqa: E402
 from services.models.repository import loadable_models  # noqa: E402
+from services.samples.photos import PHOTO_NAMES, Probe, load_photo, probe  # noqa: E402
+from services.samples.synthetic import KINDS, make_sample, varied_samples  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "matting.json"
 NUMBA_CACHE = ROOT / ".lightbox" / "numba_cache"

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from services.common.photos import Probe, probe
 from services.compositor.contact_sheet import LABEL_HEIGHT, label
+from services.samples.photos import Probe, probe
 
 _SUBJECT, _BACKGROUND = (40, 220, 60), (230, 40, 230)
 _RIGHT, _WRONG = (40, 220, 60), (240, 30, 30)

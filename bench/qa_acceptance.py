@@ -7,7 +7,7 @@ table (flawed vs clean against flagged vs passed).
 
 Exits 1 when a flawed case is missed or lacks its expected reason, or a clean
 case is flagged. --samples adds a second table on the 24 realistic synthetic photos
-of services.common.samples (plain, textured, busy, white-on-white, dark-on-dark,
+of services.samples.synthetic (plain, textured, busy, white-on-white, dark-on-dark,
 glass, fur, holes), each as a product photo and a cut-out, once with its true matte
 and once with a matte grown 5 px into the backdrop (a fringe): how often each gets
 needs_review, and how often for edge_halo."""
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.common.samples import varied_samples  # noqa: E402
+from services.samples.synthetic import varied_samples  # noqa: E402
 from tests.jobs.qa_cases import Case, Runner, _fringed, confusion, run_all  # noqa: E402
 
 

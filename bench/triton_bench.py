@@ -55,12 +55,12 @@ import onnxruntime as ort  # noqa: E402
 import tritonclient.grpc as triton_grpc  # noqa: E402
 import tritonclient.utils.shared_memory as shm  # noqa: E402
 
-from services.common.samples import make_sample  # noqa: E402
 from services.common.triton import TritonProcess  # noqa: E402
 from services.models.contracts import CONTRACTS, sample_shape  # noqa: E402
 from services.models.install import install  # noqa: E402
 from services.models.repository import loadable_models  # noqa: E402
 from services.models.testmodels import make_test_models, tokenizer_dir  # noqa: E402
+from services.samples.synthetic import make_sample  # noqa: E402
 from tests.model_repository.triton_fixtures import copy_repository  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "triton.json"

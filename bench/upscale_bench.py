@@ -1,7 +1,7 @@
 """Upscale benchmark: the provisioned ESRGAN-family RRDN model against the embedded
 Lanczos + unsharp-mask engine (and plain bicubic), on real photographs, in one run.
 
-Quality: each photo we did not make (scikit-image's, services/common/photos.py, plus
+Quality: each photo we did not make (scikit-image's, services/samples/photos.py, plus
 two more of its wheel) is downscaled by 4 and by 2 with area averaging, then enlarged
 back by each engine and compared with the original: PSNR and SSIM (on RGB, a border of
 `scale` px left out). The engines run as the worker calls them, through the real
@@ -51,10 +51,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.common.photos import PHOTO_NAMES, load_photo  # noqa: E402
 from services.common.settings import CommonSettings  # noqa: E402
 from services.common.triton import TritonProcess  # noqa: E402
 from services.models.pybackend import tiling  # noqa: E402
+from services.samples.photos import PHOTO_NAMES, load_photo  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "upscale.json"
 NUMBA_CACHE = ROOT / ".lightbox" / "numba_cache"

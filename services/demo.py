@@ -15,9 +15,9 @@ import numpy as np
 from PIL import Image
 
 from services.common.ports import free_port_block
-from services.common.samples import all_samples
 from services.common.settings import CommonSettings
 from services.compositor.contact_sheet import make_contact_sheet
+from services.samples.synthetic import all_samples
 from services.stack import Stack
 
 

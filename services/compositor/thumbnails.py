@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from services.common.samples import make_sample
 from services.compositor.contact_sheet import make_contact_sheet
 from services.compositor.presets import PRESETS
+from services.samples.synthetic import make_sample
 
 THUMB_SIZE = 160
 THUMB_DIR = Path(__file__).resolve().parents[1] / "gateway" / "static" / "presets"

@@ -15,7 +15,7 @@ import pytest
 
 from bench.matting_bench import edge_mae, interior_kept, iou, mae, summarise, table
 from bench.matting_sheet import LABEL_HEIGHT, SheetRow, checkerboard_cutout, contact_sheet
-from services.common.photos import load_photo
+from services.samples.photos import load_photo
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,9 +17,9 @@ from services.common.errors import (
     ModelUnavailable,
     ServiceUnavailable,
 )
-from services.common.samples import make_sample
 from services.common.triton import TritonProcess, free_port
 from services.jobs.engines import TritonEngines
+from services.samples.synthetic import make_sample
 from tests.model_repository import triton_fixtures
 
 numba_cache = triton_fixtures.numba_cache

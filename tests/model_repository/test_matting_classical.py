@@ -14,8 +14,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
-from services.common.samples import Sample, all_samples, make_sample
 from services.common.triton import MODEL_REPOSITORY, TritonProcess
+from services.samples.synthetic import Sample, all_samples, make_sample
 
 # IoU at alpha > 127 against the samples' exact alpha, measured at 1024x1024, seed 0
 # (seeds 1 and 2 in brackets):

@@ -13,9 +13,9 @@ import pytest
 import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
 
-from services.common.samples import make_sample
 from services.common.triton import TritonProcess
 from services.models.pybackend.matting import FrontParams, postprocess, preprocess
+from services.samples.synthetic import make_sample
 from tests.model_repository.triton_fixtures import (  # noqa: F401
     config_parameters,
     numba_cache,

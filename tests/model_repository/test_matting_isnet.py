@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 import pytest
 
-from services.common import samples
-from services.common.photos import all_photos, probe
 from services.common.triton import MODEL_REPOSITORY, TritonProcess
 from services.compositor.compose import ComposeSpec, compose
 from services.compositor.layout import LayoutSpec, Mode
 from services.compositor.presets import preset_background
 from services.jobs.engines import TritonEngines
+from services.samples import synthetic as samples
+from services.samples.photos import all_photos, probe
 from tests.model_repository import triton_fixtures
 
 numba_cache = triton_fixtures.numba_cache

@@ -11,8 +11,8 @@ import pytest
 import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
 
-from services.common.samples import make_sample
 from services.common.triton import TritonProcess
+from services.samples.synthetic import make_sample
 from tests.model_repository.triton_fixtures import config_parameters, load_model_module
 
 

@@ -12,8 +12,8 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from services.common.samples import make_sample
 from services.common.triton import TritonProcess
+from services.samples.synthetic import make_sample
 from tests.model_repository.triton_fixtures import config_parameters
 
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from services.common.photos import load_photo
-from services.common.samples import make_sample
 from services.common.triton import MODEL_REPOSITORY, TritonProcess
 from services.models import rrdn
 from services.models.pybackend import tiling
+from services.samples.photos import load_photo
+from services.samples.synthetic import make_sample
 from tests.model_repository.triton_fixtures import config_parameters
 
 

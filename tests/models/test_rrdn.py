@@ -21,9 +21,9 @@ import numpy as np
 import onnx
 import pytest
 
-from services.common.photos import load_photo
 from services.common.settings import CommonSettings
 from services.models import cli, packages, rrdn
+from services.samples.photos import load_photo
 from tests.models.package_fixtures import (
     calls,
     fake_npm,

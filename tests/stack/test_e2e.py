@@ -14,7 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
-from services.common.samples import make_sample
+from services.samples.synthetic import make_sample
 from tests.stack.conftest import RunningStack, expected_matting
 
 pytestmark = pytest.mark.stack

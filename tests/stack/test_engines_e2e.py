@@ -15,10 +15,10 @@ import pytest
 import requests
 from PIL import Image
 
-from services.common.samples import make_sample
 from services.common.settings import CommonSettings
 from services.models.install import install
 from services.models.testmodels import make_test_models, tokenizer_dir
+from services.samples.synthetic import make_sample
 from services.stack import Stack
 from tests.conftest import NUMBA_CACHE, free_port_block
 from tests.model_repository.triton_fixtures import TEST_MODELS, copy_repository

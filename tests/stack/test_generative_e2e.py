@@ -16,8 +16,8 @@ import pytest
 import requests
 from PIL import Image
 
-from services.common.samples import make_sample
 from services.common.triton import MODEL_REPOSITORY
+from services.samples.synthetic import make_sample
 from tests.stack.conftest import RunningStack, start_stack
 
 pytestmark = pytest.mark.stack

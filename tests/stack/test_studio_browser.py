@@ -20,7 +20,7 @@ import requests
 from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, Route, sync_playwright
 
-from services.common.samples import make_sample
+from services.samples.synthetic import make_sample
 from tests.gateway.stackutil import Key, error_of, make_key
 from tests.stack.conftest import MATTING_ENGINE, RunningStack
 

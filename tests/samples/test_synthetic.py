@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.common.samples import (
+from services.samples.synthetic import (
     BACKDROPS,
     KINDS,
     OPAQUE_PRODUCTS,

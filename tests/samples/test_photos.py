@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.common.photos import PHOTO_NAMES, Probe, all_photos, load_photo, probe, probe_score
+from services.samples.photos import PHOTO_NAMES, Probe, all_photos, load_photo, probe, probe_score
 
 
 def test_every_photo_loads_offline_as_rgb_with_probes_of_both_kinds() -> None:

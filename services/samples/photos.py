@@ -1,6 +1,6 @@
 """Real photographs we did not make, with probe points placed by eye.
 
-The synthetic samples (services/common/samples.py) have exact alpha but were drawn by
+The synthetic samples (services/samples/synthetic.py) have exact alpha but were drawn by
 us, so a matting engine can be tuned to them without anyone noticing. These are
 ordinary photos that ship inside scikit-image's wheel (so they load offline, on any
 machine with the `dev` extra): a cup of coffee with a spoon on a wooden table, a
