@@ -30,15 +30,12 @@ from services.jobs.store.records import JobRecord, _job_record
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
-
 # A webhook is attempted for this long after its job ended, then given up.
 WEBHOOK_MAX_AGE = timedelta(hours=24)
-
 
 # A claim looks at this many candidate jobs at most; past that it reports no
 # work rather than hold the queue's locks for a long scan.
 MAX_CLAIM_CANDIDATES = 50
-
 
 _MIGRATE_LOCK = threading.Lock()
 
@@ -164,9 +161,5 @@ class StoreBase(Transactions):
 
 
 _INSERT_EVENT = insert(job_events)
-
-
 _LOAD_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
-
-
 _NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, ""))

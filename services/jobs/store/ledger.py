@@ -108,8 +108,6 @@ class LedgerMixin(AccountsMixin):
 
 
 _BALANCE = select(accounts.c.balance_milli).where(accounts.c.id == bindparam("account_id"))
-
-
 _INSERT_LEDGER = insert(ledger)
 
 

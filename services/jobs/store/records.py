@@ -19,34 +19,17 @@ from sqlalchemy.engine import Row
 from services.common.errors import InvalidParameter
 
 STATUS_QUEUED = "queued"
-
-
 STATUS_PROCESSING = "processing"
-
-
 STATUS_COMPLETED = "completed"
-
-
 STATUS_FAILED = "failed"
-
-
 STATUS_BLOCKED = "blocked"
-
-
 STATUS_CANCELED = "canceled"
-
 
 TERMINAL_STATUSES = frozenset({STATUS_COMPLETED, STATUS_FAILED, STATUS_BLOCKED, STATUS_CANCELED})
 
-
 WEBHOOK_PENDING = "pending"
-
-
 WEBHOOK_DELIVERED = "delivered"
-
-
 WEBHOOK_FAILED = "failed"
-
 
 MILLI_PER_CREDIT = 1000
 

@@ -257,7 +257,6 @@ class SubmitMixin(WebhookOutboxMixin, LedgerMixin):
 
 _INSERT_JOB = insert(jobs).returning(*jobs.c)
 
-
 # The PostgreSQL functions of migrations 0003 and 0004, run through the driver (see
 # JobStore._statement); parameters are positional.
 _SUBMIT_PG = (

@@ -26,10 +26,8 @@ from services.jobs.db import WRITE_OPTION
 
 log = logging.getLogger(__name__)
 
-
 # PostgreSQL SQLSTATEs for which the whole transaction may simply be run again.
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
-
 
 # The server ended the session: admin_shutdown (pg_terminate_backend, a fast
 # shutdown), crash_shutdown, cannot_connect_now.
@@ -41,7 +39,6 @@ class _Retryable(Exception):
 
 
 P = ParamSpec("P")
-
 
 R = TypeVar("R")
 

@@ -35,7 +35,6 @@ from services.jobs.store.records import (
 
 log = logging.getLogger(__name__)
 
-
 # The first key of the per-account advisory locks lightbox_claim takes
 # (migration 0003 holds the same value); any constant works as long as nothing
 # else in the database uses it.
@@ -295,7 +294,6 @@ def _under_cap(now: datetime) -> Any:
     return used < cap
 
 
-# Hot-path statements, built once (see leases.py).
 # Hot-path statements, built once: constructing a SQLAlchemy statement costs
 # more client CPU than running it. Parameters are bound per call.
 _NOW = bindparam("now")
@@ -334,7 +332,6 @@ _ALIVE_LEASES = (
         jobs.c.id != bindparam("exclude"),
     )
 )
-
 
 # The PostgreSQL functions of migrations 0003 and 0004, run through the driver (see
 # Transactions._statement); parameters are positional.

@@ -299,7 +299,6 @@ _COMPLETE = (
     .returning(jobs.c.account_id, jobs.c.webhook_url, jobs.c.attempts)
 )
 
-
 # Migration 0003's lightbox_complete, run through the driver (see
 # Transactions._statement); parameters are positional.
 _COMPLETE_PG = "SELECT lightbox_complete(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"

@@ -17,9 +17,7 @@ import psycopg
 
 log = logging.getLogger(__name__)
 
-
 NOTIFY_CHANNEL = "lightbox_jobs"
-
 
 # wait_for_work's polling on SQLite starts soon and backs off to this (see
 # queue/wakeups.py); the LISTEN connection's reconnects back off the same way.

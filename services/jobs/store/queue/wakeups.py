@@ -30,7 +30,6 @@ from services.jobs.store.records import STATUS_PROCESSING, STATUS_QUEUED
 
 log = logging.getLogger(__name__)
 
-
 # PostgreSQL: how soon a waiter looks again at work that looked runnable but
 # that its claim did not get (another claim was taking it).
 CLAIMABLE_RECHECK_SECONDS = 0.05
