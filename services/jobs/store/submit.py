@@ -5,7 +5,9 @@ Owns: `submit` with its two implementations side by side, the SQLite body
 (`_submit`, also the specification) and PostgreSQL's one call of
 lightbox_submit (migration 0003, `_submit_postgres`), the idempotency
 replay and conflict, and purging expired idempotency keys. Must not: claim
-or run jobs (queue/); charge anywhere but here (refunds are ledger.py's).
+or run jobs (queue/), or refund (ledger.py). catalog_store.py's batches write
+their items' jobs and charges the same way, with `_INSERT_JOB` and
+`_INSERT_LEDGER`: a change to what a submit writes belongs in both.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ Owns: `claim` side by side on SQLite (the Python body, the specification)
 and as lightbox_claim (migration 0003); `complete_and_claim`, a worker's
 completion and next claim in one statement (lightbox_complete_and_claim,
 migration 0004) or two calls; the candidate queries and the cap check;
-`queue_depth`. Must not: wait for work (wakeups.py) or end a job other than
-one that ran out of attempts (leases.py ends jobs).
+`queue_depth`. Must not: wait for work (wakeups.py), or end a job itself
+other than one whose last attempt's lease expired: completions go through
+leases.py's `complete` (lightbox_complete_and_claim calls lightbox_complete).
 """
 
 from __future__ import annotations
