@@ -124,8 +124,10 @@ CONTRACTS: dict[str, Contract] = {
             inputs=(TensorSpec("input", "float32", (3, "H", "W"), "RGB in [0, 1]"),),
             outputs=(TensorSpec("output", "float32", (3, "4H", "4W"), "RGB, about [0, 1]"),),
             sample_dims={"H": 32, "W": 32, "4H": 128, "4W": 128},
-            profile={"H": (16, 256, 320), "W": (16, 256, 320)},
-            preferred_batch=(4, 8),
+            # upscale_rrdn sends cores of up to 512 px with 16 px of context each side.
+            profile={"H": (16, 544, 544), "W": (16, 544, 544)},
+            gpu_max_batch=4,
+            preferred_batch=(2, 4),
             # Measured on 2 EPYC (Zen 4) cores, 256 x 256 at 4x: onnxruntime float32
             # 5.7 s, OpenVINO float32 5.6 s, OpenVINO bf16 2.7 s (PSNR on 8 real photos
             # within 0.01 dB of float32: bench/upscale_bench.py --fp32).
