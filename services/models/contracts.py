@@ -129,8 +129,8 @@ CONTRACTS: dict[str, Contract] = {
             gpu_max_batch=4,
             preferred_batch=(2, 4),
             # Measured on 2 EPYC (Zen 4) cores, 256 x 256 at 4x: onnxruntime float32
-            # 5.7 s, OpenVINO float32 5.6 s, OpenVINO bf16 2.7 s (PSNR on 8 real photos
-            # within 0.01 dB of float32: bench/upscale_bench.py --fp32).
+            # 5.7 s, OpenVINO float32 5.6 s, OpenVINO bf16 2.7 s (PSNR on 8 real photos:
+            # mean within 0.01 dB of float32, 0.02 dB at most: bench/upscale_bench.py --fp32).
             cpu_runtime="openvino",
         ),
         Contract(
