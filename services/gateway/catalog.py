@@ -33,10 +33,6 @@ class Engine:
     # registry package, installed by `make run`), "embedded" (CPU, no weights)
     kind: str
 
-    @property
-    def fronts(self) -> tuple[str, ...]:
-        return (self.model,) if self.model else ()
-
 
 @dataclass(frozen=True)
 class Stage:
@@ -306,13 +302,13 @@ class Catalog:
 
         def engine_out(e: Engine) -> EngineOut:
             # A front model counts only with every model it calls (its ONNX weights).
-            missing = [m for m in e.fronts if not models.usable(m, deployed)]
+            up = e.model is None or models.usable(e.model, deployed)
             return EngineOut(
                 engine=e.engine,
                 model=e.model,
                 kind=e.kind,
-                deployed=not missing,
-                install=_install_hint(missing[0]) if missing else None,
+                deployed=up,
+                install=None if up or e.model is None else _install_hint(e.model),
             )
 
         # LIGHTBOX_MATTING_ENGINE pins one matting engine on the workers (and at submit):
@@ -354,7 +350,7 @@ class Catalog:
                 )
             )
         known = sorted(
-            {m for stages in STAGES.values() for s in stages for e in s.engines for m in e.fronts}
+            {e.model for stages in STAGES.values() for s in stages for e in s.engines if e.model}
         )
         active: dict[str, str | None] = {}
         for stages in STAGES.values():

@@ -163,24 +163,6 @@ def read_source(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return model, weights
 
 
-def read_package_model(model_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The topology and weights straight from an extracted package folder
-    (`.../models/x4`), for tests and the benchmark."""
-    tmp = io.BytesIO()
-    model = json.loads((model_dir / MODEL_JSON).read_text())
-    for group in model["weightsManifest"]:
-        for p in group["paths"]:
-            tmp.write((model_dir / p).read_bytes())
-    weights: dict[str, np.ndarray] = {}
-    data, offset = tmp.getvalue(), 0
-    for group in model["weightsManifest"]:
-        for w in group["weights"]:
-            n = int(np.prod(w["shape"], dtype=np.int64))
-            weights[w["name"]] = np.frombuffer(data, np.float32, n, offset).reshape(w["shape"])
-            offset += 4 * n
-    return model, weights
-
-
 # --- the topology ------------------------------------------------------------------
 
 
