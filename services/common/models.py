@@ -16,6 +16,11 @@ FACE_RESTORE = "face_codeformer"
 SDXL = "sdxl"
 SDXL_INPAINT = "sdxl_inpaint"
 FLUX_SCHNELL = "flux_schnell"
+# PixelAPI's audio, video and try-on endpoints (issue 19): python-backend pipeline
+# models driving exported components over BLS, like SDXL.
+MUSICGEN = "musicgen"
+WAN_T2V = "wan_t2v"
+CATVTON = "catvton"
 # Embedded engines (python-backend models, CPU, no weights).
 UPSCALE_LANCZOS = "upscale_lanczos"
 INPAINT_TELEA = "inpaint_telea"
@@ -39,6 +44,12 @@ REQUIRES: dict[str, tuple[str, ...]] = {
         f"{SDXL_INPAINT}_{c}"
         for c in ("text_encoder", "text_encoder_2", "unet", "vae_encoder", "vae_decoder")
     ),
+    # -- MusicGen (services/models/musicgen) --
+    MUSICGEN: tuple(f"{MUSICGEN}_{c}" for c in ("text_encoder", "decoder", "audio_decoder")),
+    # -- WAN 2.1 text to video (services/models/wan) --
+    WAN_T2V: tuple(f"{WAN_T2V}_{c}" for c in ("text_encoder", "transformer", "vae_decoder")),
+    # -- CatVTON virtual try-on (services/models/catvton) --
+    CATVTON: tuple(f"{CATVTON}_{c}" for c in ("unet", "vae_encoder", "vae_decoder")),
 }
 
 

@@ -335,6 +335,41 @@ class TritonEngines:
                 extra={"model": model},
             )
 
+    def require(self, model: str) -> None:
+        """ModelUnavailable (503 with the install hint, not charged) unless `model` and
+        every model it calls (models.REQUIRES) are ready in Triton."""
+        self._require_front(model)
+
+    def call(
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        outputs: tuple[str, ...],
+        timeout_s: float | None = None,
+    ) -> dict[str, np.ndarray]:
+        """One inference on `model`: named numpy inputs (uint8, int32, int64, float32 or
+        object for TYPE_STRING) in, the named outputs back. Triton's errors become
+        Lightbox errors as for every stage (_map_error); a missing output is a
+        LightboxError. The media pipelines (services/jobs/media) call their pipeline
+        models through this."""
+        tensors = [_infer_input(name, array) for name, array in inputs.items()]
+        try:
+            result = self._client.infer(
+                model,
+                tensors,
+                outputs=[triton_grpc.InferRequestedOutput(n) for n in outputs],
+                client_timeout=timeout_s or self.timeout_s,
+            )
+        except InferenceServerException as exc:
+            raise _map_error(exc, model) from exc
+        found: dict[str, np.ndarray] = {}
+        for name in outputs:
+            value = result.as_numpy(name)
+            if value is None:
+                raise LightboxError(f"{model} returned no {name}")
+            found[name] = value
+        return found
+
     def _infer(self, model: str, inputs: dict[str, np.ndarray], output: str) -> np.ndarray:
         tensors = [_infer_input(name, array) for name, array in inputs.items()]
         try:
