@@ -44,6 +44,13 @@ ERROR_TABLE: dict[str, tuple[grpc.StatusCode, int]] = {
     "upload_not_found": (grpc.StatusCode.NOT_FOUND, 404),
     "unknown_placement": (grpc.StatusCode.INVALID_ARGUMENT, 422),
     "invalid_batch": (grpc.StatusCode.INVALID_ARGUMENT, 422),
+    # PixelAPI's virtual try-on (issue 19).
+    "wrong_aspect_ratio": (grpc.StatusCode.INVALID_ARGUMENT, 422),
+    "invalid_category": (grpc.StatusCode.INVALID_ARGUMENT, 422),
+    "body_segmentation_failed": (grpc.StatusCode.INVALID_ARGUMENT, 422),
+    # A GPU ran out of memory for this request: the job fails uncharged; retry later or
+    # ask for less (shorter video, lower resolution).
+    "gpu_out_of_memory": (grpc.StatusCode.RESOURCE_EXHAUSTED, 503),
 }
 
 GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
@@ -153,6 +160,24 @@ class ServiceUnavailable(LightboxError):
     """A dependency is down or timed out: transient, worth retrying."""
 
     code = "service_unavailable"
+
+
+class BodySegmentationFailed(LightboxError):
+    """Virtual try-on found no body region to dress for the category (a permanent,
+    per-photo failure: the job fails and its credits come back)."""
+
+    code = "body_segmentation_failed"
+    default_guidance = (
+        "Send a photo of one person, standing, seen from the front, with the body part "
+        "for the category in view."
+    )
+
+
+class GpuOutOfMemory(LightboxError):
+    """The inference server ran out of GPU memory for this request."""
+
+    code = "gpu_out_of_memory"
+    default_guidance = "Retry later, or ask for less (a shorter or smaller video)."
 
 
 def http_status_for(code: str, grpc_code: grpc.StatusCode | None = None) -> int:
