@@ -19,6 +19,24 @@ _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 
 _KEY_RE = re.compile(r"^[a-z]+/[0-9]{8}/[A-Za-z0-9_-]{22,64}(\.[a-z0-9]{1,5})?$")
 
 
+# The Content-Type a stored file is served with, by its key's suffix: a fixed table
+# (the platform's mimetypes says audio/x-wav for .wav, and may not know .webp).
+CONTENT_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".wav": "audio/wav",
+    ".mp4": "video/mp4",
+}
+
+
+def content_type(key: str) -> str:
+    """The media type of the blob under `key` (application/octet-stream if unknown)."""
+    suffix = os.path.splitext(key)[1].lower()
+    return CONTENT_TYPES.get(suffix, "application/octet-stream")
+
+
 def new_key(kind: str, suffix: str = "") -> str:
     """A fresh unguessable key such as `outputs/20261122/<128 random bits>.jpg`."""
     day = datetime.now(UTC).strftime("%Y%m%d")

@@ -117,6 +117,40 @@ STAGES: dict[str, tuple[Stage, ...]] = {
 }
 
 
+# PixelAPI's own paths of the non-image operations (the others are /v1/image/{name}).
+MEDIA_PATHS = {
+    "audio-generate": "/audio/generate",
+    "video-generate": "/video/generate",
+    "virtual-tryon": "/virtual-tryon",
+}
+STAGES.update(
+    {
+        "audio-generate": (
+            Stage(
+                "generate-audio",
+                (Engine("musicgen", models.MUSICGEN, "production"),),
+                note="MusicGen (text encoder, decoder, audio codec); until its weights are "
+                "exported, requests answer 503 model_unavailable and cost nothing.",
+            ),
+        ),
+        "video-generate": (
+            Stage(
+                "generate-video",
+                (Engine("wan2.1-t2v", models.WAN_T2V, "production"),),
+                note="WAN 2.1 text to video; 503 model_unavailable until its weights are exported.",
+            ),
+        ),
+        "virtual-tryon": (
+            Stage(
+                "virtual-tryon",
+                (Engine("catvton", models.CATVTON, "production"),),
+                note="CatVTON; 503 model_unavailable until its weights are exported.",
+            ),
+        ),
+    }
+)
+
+
 def _install_hint(model: str) -> str:
     return models.INSTALL_HINT.get(model, f"Install '{model}' with `lightbox models install`.")
 
@@ -339,7 +373,7 @@ class Catalog:
             operations.append(
                 OperationOut(
                     operation=op.name,
-                    endpoint=f"/v1/image/{op.name}",
+                    endpoint="/v1" + MEDIA_PATHS.get(op.name, f"/image/{op.name}"),
                     v2_endpoint=f"/v2/{op.name}",
                     credits=op.credits,
                     description=op.description,

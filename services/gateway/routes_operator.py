@@ -4,7 +4,6 @@ output links (where the signature is the credential)."""
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 from typing import Annotated
 
 import httpx
@@ -14,7 +13,7 @@ from lightbox.v1 import jobs_pb2
 from starlette.concurrency import run_in_threadpool
 
 from services.common import models
-from services.common.blobstore import is_valid_key
+from services.common.blobstore import content_type, is_valid_key
 from services.common.errors import LightboxError, NotFound
 from services.gateway import signing
 from services.gateway.context import Gateway
@@ -95,7 +94,10 @@ def operator_router(gw: Gateway) -> APIRouter:
         tags=["jobs"],
         response_class=FileResponse,
         responses={
-            200: ok("The result image.", content={"image/*": {}}),
+            200: ok(
+                "The result: an image, a WAV (audio) or an MP4 (video), with its Content-Type.",
+                content={"image/*": {}, "audio/wav": {}, "video/mp4": {}},
+            ),
             **errors(404, 410, 429),
         },
     )
@@ -119,9 +121,8 @@ def operator_router(gw: Gateway) -> APIRouter:
                 guidance="Fetch the job again for a fresh link, or resubmit if it was deleted.",
             )
         path = gw.blobs.path(key)
-        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return FileResponse(
-            path, media_type=media, headers={"Cache-Control": "private, max-age=3600"}
+            path, media_type=content_type(key), headers={"Cache-Control": "private, max-age=3600"}
         )
 
     return router

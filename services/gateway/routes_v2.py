@@ -16,7 +16,7 @@ from services.gateway.context import Gateway
 from services.gateway.openapi import errors, ok, request_body
 from services.gateway.routes_v1 import check_job_id
 from services.gateway.segmind import SLUGS, SegmindRoute, request_failed
-from services.gateway.submit import OperationSpec, Submitter
+from services.gateway.submit import MEDIA_OPERATIONS, OperationSpec, Submitter
 from services.gateway.views import (
     SegmindErrorBody,
     V2ResultBody,
@@ -43,7 +43,10 @@ def v2_router(gw: Gateway, auth: Authenticator, submitter: Submitter) -> APIRout
 
         return endpoint
 
-    for name, (spec, schema) in SLUGS.items():
+    # The audio, video and try-on operations too: /v2 only (the synchronous /v1/{slug}
+    # answers image bytes, and /v1/virtual-tryon is PixelAPI's own path).
+    media = {name: (spec, spec.schema) for name, spec in MEDIA_OPERATIONS.items()}
+    for name, (spec, schema) in {**SLUGS, **media}.items():
         router.add_api_route(
             f"/{name}",
             submit_route(spec),

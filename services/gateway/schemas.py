@@ -71,11 +71,14 @@ Compliance = StrEnum("Compliance", [(name, name) for name in compliance.NAMES]) 
 
 
 class FieldError(ValueError):
-    """A cross-field problem blamed on one field, so that the 422 can name it."""
+    """A cross-field problem blamed on one field, so that the 422 can name it;
+    `code` replaces invalid_parameter where the API documents its own (e.g.
+    virtual try-on's invalid_category)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.code = code
 
 
 class GenerateModel(StrEnum):
@@ -349,3 +352,113 @@ class SegmindProductPhotoParams(BaseModel):
         if out.get("background_prompt"):
             out["preset"] = "custom"
         return out
+
+
+# -- PixelAPI's audio, video and virtual try-on ----------------------------------------
+
+
+class AudioModel(StrEnum):
+    musicgen_small = "musicgen-small"
+
+
+class VideoResolution(StrEnum):
+    p480 = "480p"
+    p720 = "720p"
+
+
+# Try-on garment categories (services/jobs/media/tryon.py CATEGORIES).
+TRYON_CATEGORIES = ("upperbody", "lowerbody", "dress")
+# Both try-on photos must be at least this many pixels on each side (PixelAPI).
+TRYON_MIN_SIDE = 100
+Seed = Annotated[int | None, Field(None, ge=0, le=2**32 - 1, description="For repeatable results.")]
+
+
+class _MediaParams(BaseModel):
+    """Fields of the non-image operations: no image QA (their output is not an image)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
+
+    webhook_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="http(s) URL on a public address: POSTed the job body when the job "
+        "ends, signed with X-Lightbox-Signature (see Webhooks).",
+    )
+
+    def job_params(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"webhook_url"}, exclude_none=True)
+
+
+class AudioGenerateParams(_MediaParams):
+    """Text to music with MusicGen (PixelAPI's POST /v1/audio/generate). The job's
+    output_url is a WAV file; poll GET /v1/image/{generation_id}. Credits: 5 up to 15 s,
+    10 for 16-30 s by default (GET /v1/models shows the table in force)."""
+
+    prompt: str = Field(..., min_length=3, max_length=500, description="The music, 3-500 chars.")
+    duration: float = Field(
+        15,
+        ge=5,
+        le=30,
+        description="Seconds, 5-30 (a whole or fractional number); over 15 costs the 16-30 s tier.",
+    )
+    model: AudioModel = Field(AudioModel.musicgen_small, description="musicgen-small (only).")
+    seed: Seed
+
+
+class VideoGenerateParams(_MediaParams):
+    """Text to video with WAN 2.1 (PixelAPI's POST /v1/video/generate): an MP4 at 16 fps,
+    832x480 (480p) or 1280x720 (720p). Poll GET /v1/video/{generation_id}. Credits by
+    resolution and length: 480p 50, 720p 65 for up to 3 s, plus 5 per started second
+    beyond (50-100) by default."""
+
+    prompt: str = Field(..., min_length=1, max_length=2000, description="The scene, 1-2000 chars.")
+    duration: float = Field(
+        3, ge=1, le=10, description="Seconds, 1-10 (a whole or fractional number)."
+    )
+    resolution: VideoResolution = Field(
+        VideoResolution.p480, description="480p (832x480) or 720p (1280x720)."
+    )
+    negative_prompt: str | None = Field(None, max_length=2000, description="What to keep out.")
+    seed: Seed
+    steps: int | None = Field(None, ge=1, le=100, description="Diffusion steps (model default).")
+    guidance_scale: float | None = Field(
+        None, ge=0, le=30, description="Classifier-free guidance (model default)."
+    )
+
+
+class VirtualTryOnParams(_Params):
+    """Dress a person in a garment with CatVTON (PixelAPI's POST /v1/virtual-tryon). Both
+    photos as base64 in JSON (a `data:image/...;base64,` prefix is accepted and removed),
+    JPEG, PNG or WebP, at least 100 px a side; the person photo not landscape. Poll GET
+    /v1/virtual-tryon/jobs/{job_id}: result_image_b64 is a PNG at the person photo's size.
+    Credits: 25 by default."""
+
+    person_image: str = Field(
+        ..., min_length=1, description="The person photo, base64 (portrait or square)."
+    )
+    garment_image: str = Field(..., min_length=1, description="The garment photo, base64.")
+    category: str = Field(..., description="upperbody, lowerbody or dress.")
+    seed: Seed
+    steps: int | None = Field(None, ge=1, le=100, description="Diffusion steps (model default).")
+    guidance_scale: float | None = Field(
+        None, ge=0, le=30, description="Classifier-free guidance (model default)."
+    )
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _category(cls, value: Any) -> str:
+        if not isinstance(value, str) or value.strip() not in TRYON_CATEGORIES:
+            raise FieldError(
+                "category",
+                f"category must be one of {', '.join(TRYON_CATEGORIES)}",
+                code="invalid_category",
+            )
+        return value.strip()
+
+    def job_params(self) -> dict[str, Any]:
+        # The photos travel as input blobs, not as job fields.
+        return self.model_dump(
+            mode="json",
+            exclude={"webhook_url", "person_image", "garment_image"},
+            exclude_none=True,
+        )

@@ -32,6 +32,8 @@ from services.gateway.fetch import check_public_url, fetch_public_url
 from services.gateway.profiles import Composed, ProfileResolver
 from services.gateway.schemas import (
     MAX_UPSCALED_SIDE,
+    TRYON_MIN_SIDE,
+    AudioGenerateParams,
     FieldError,
     GenerateParams,
     ProductPhotoParams,
@@ -41,6 +43,8 @@ from services.gateway.schemas import (
     RestoreFaceParams,
     SegmindProductPhotoParams,
     UpscaleParams,
+    VideoGenerateParams,
+    VirtualTryOnParams,
 )
 from services.gateway.upload_ids import read_upload_id, upload_not_found
 from services.gateway.views import TERMINAL_PROTO
@@ -59,6 +63,10 @@ class OperationSpec:
     json_only: bool = False
     # Segmind's field names, mapped onto `schema`'s (ai-product-photography).
     segmind: bool = False
+    # Images sent as base64 in JSON fields: (schema field, input role) pairs.
+    base64_images: tuple[tuple[str, str], ...] = ()
+    # Whether a /v1 submit may name a catalog profile (image operations only).
+    profiles: bool = True
 
 
 OPERATIONS: dict[str, OperationSpec] = {
@@ -71,6 +79,23 @@ OPERATIONS: dict[str, OperationSpec] = {
     "remove-object": OperationSpec("remove-object", RemoveObjectParams, takes_mask=True),
 }
 SEGMIND_PRODUCT_PHOTO = OperationSpec("product-photo", ProductPhotoParams, segmind=True)
+# PixelAPI's non-image endpoints (their own /v1 paths; /v2/{name} like the others).
+MEDIA_OPERATIONS: dict[str, OperationSpec] = {
+    "audio-generate": OperationSpec(
+        "audio-generate", AudioGenerateParams, takes_image=False, json_only=True, profiles=False
+    ),
+    "video-generate": OperationSpec(
+        "video-generate", VideoGenerateParams, takes_image=False, json_only=True, profiles=False
+    ),
+    "virtual-tryon": OperationSpec(
+        "virtual-tryon",
+        VirtualTryOnParams,
+        takes_image=False,
+        json_only=True,
+        profiles=False,
+        base64_images=(("person_image", "person"), ("garment_image", "garment")),
+    ),
+}
 
 
 @dataclass
@@ -94,8 +119,9 @@ class Submitted:
     waited: int
 
 
-def validation_error(exc: ValidationError | RequestValidationError) -> InvalidParameter:
-    """The first problem, as invalid_parameter naming the field."""
+def validation_error(exc: ValidationError | RequestValidationError) -> LightboxError:
+    """The first problem, as invalid_parameter naming the field (or the code the
+    API documents for that field, e.g. invalid_category)."""
     first = exc.errors()[0]
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
     cause = (first.get("ctx") or {}).get("error")
@@ -103,6 +129,13 @@ def validation_error(exc: ValidationError | RequestValidationError) -> InvalidPa
         loc = [cause.field]
     name = ".".join(loc) or "request"
     msg = first.get("msg", "invalid value").removeprefix("Value error, ")
+    if isinstance(cause, FieldError) and cause.code:
+        return LightboxError(
+            f"{name}: {msg}",
+            code=cause.code,
+            field=cause.field,
+            guidance=InvalidParameter.default_guidance,
+        )
     return InvalidParameter(name, f"{name}: {msg}" if loc else msg)
 
 
@@ -296,6 +329,48 @@ class Submitter:
                 raise upload_not_found() from None
             raise
 
+    def _base64_field(self, name: str, value: str) -> bytes:
+        """An image sent as base64 text in JSON field `name`. PixelAPI's clients send
+        bare base64; a data:image/...;base64, prefix is accepted and removed."""
+        text = value.strip()
+        if text.startswith("data:"):
+            header, _, text = text.partition(",")
+            if not header.endswith(";base64"):
+                raise InvalidImage(
+                    f"'{name}' is a data: URI that is not base64.",
+                    guidance=f"Send '{name}' as base64 of a JPEG, PNG or WebP file.",
+                    field=name,
+                )
+        if len(text) > self.max_bytes * 4 // 3 + 4:
+            raise too_large(self.max_bytes)
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidImage(
+                f"'{name}' is not valid base64.",
+                guidance=f"Send '{name}' as base64 of a JPEG, PNG or WebP file.",
+                field=name,
+            ) from None
+
+    async def _verify_photo(self, name: str, data: bytes) -> imageio.ImageInfo:
+        """Decode-check a try-on photo: at least TRYON_MIN_SIDE px a side; every
+        problem names the field."""
+        try:
+            info = await self._verify(data)
+        except LightboxError as err:
+            err.extra["field"] = name
+            raise
+        if min(info.width, info.height) < TRYON_MIN_SIDE:
+            raise LightboxError(
+                f"'{name}' is {info.width}x{info.height}; the minimum is "
+                f"{TRYON_MIN_SIDE} px a side.",
+                code="image_too_small",
+                guidance=f"Send a photo of at least {TRYON_MIN_SIDE}x{TRYON_MIN_SIDE} pixels.",
+                field=name,
+                extra={"received_size": [info.width, info.height]},
+            )
+        return info
+
     async def _verify(self, data: bytes) -> imageio.ImageInfo:
         async with self._decode_slots:
             return await run_in_threadpool(imageio.verify, data)
@@ -348,7 +423,7 @@ class Submitter:
         fields = rec.fields
         # /v1 submits may name a profile (docs/catalogs.md); /v2 keeps Segmind's fields.
         composed = Composed(fields)
-        if not v2:
+        if not v2 and spec.profiles:
             composed = await self.profiles.apply(acct, spec.name, spec.schema, fields)
             fields = composed.fields
         try:
@@ -369,6 +444,19 @@ class Submitter:
             job_params["api"] = "v2"
         blobs: dict[str, bytes] = {}
         suffixes: dict[str, str] = {}
+        for name, role in spec.base64_images:
+            data = self._base64_field(name, getattr(params, name))
+            info = await self._verify_photo(name, data)
+            if role == "person" and info.width > info.height:
+                raise LightboxError(
+                    f"The person photo is {info.width}x{info.height}, landscape; try-on needs "
+                    "a portrait (or square) photo of the person.",
+                    code="wrong_aspect_ratio",
+                    guidance="Send a photo taller than it is wide, the person standing in it.",
+                    field=name,
+                    extra={"received_size": [info.width, info.height]},
+                )
+            blobs[role], suffixes[role] = data, "." + info.format
         if spec.takes_image:
             image = await self._bytes_of("image", rec)
             assert image is not None

@@ -4,6 +4,7 @@ document those bodies in OpenAPI; responses are built as plain dicts."""
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any, Literal
 
@@ -84,13 +85,15 @@ def job_body(job: jobs_pb2.Job, base_url: str, secret: str) -> dict[str, Any]:
         body.update(
             output_url=output_url(job, base_url, secret),
             output_expires_at=_time(job.output_expires_at),
-            width=job.width,
-            height=job.height,
+            width=job.width or None,
+            height=job.height or None,
             format=job.format,
             processing_ms=job.processing_ms,
             completed_at=_time(job.completed_at),
         )
+        # Image QA grades images only: null for audio and video.
         body["qa"] = qa_body(job)
+    body.update(media_fields(job, body["parameters"]))
     if job.HasField("error") and job.error.code:
         body["error"] = {"error": job.error.code, "message": job.error.message}
         body["completed_at"] = _time(job.completed_at)
@@ -98,6 +101,34 @@ def job_body(job: jobs_pb2.Job, base_url: str, secret: str) -> dict[str, Any]:
         body["webhook_url"] = job.webhook_url
     if job.HasField("webhook"):
         body["webhook"] = webhook_body(job.webhook)
+    return body
+
+
+def media_fields(job: jobs_pb2.Job, params: dict[str, Any]) -> dict[str, Any]:
+    """The fields PixelAPI's audio, video and try-on answers carry beside the job body:
+    the requested model and length (audio), length and resolution (video), job_id and
+    category (try-on)."""
+    if job.operation == "audio-generate":
+        return {
+            "model": params.get("model", "musicgen-small"),
+            "duration": _numbers(params.get("duration")),
+        }
+    if job.operation == "video-generate":
+        return {
+            "duration": _numbers(params.get("duration")),
+            "resolution": params.get("resolution", "480p"),
+        }
+    if job.operation == "virtual-tryon":
+        return {"job_id": job.id, "category": params.get("category")}
+    return {}
+
+
+def tryon_body(job: jobs_pb2.Job, base_url: str, secret: str, png: bytes | None) -> dict[str, Any]:
+    """GET /v1/virtual-tryon/jobs/{job_id}: the job body plus PixelAPI's fields, the
+    result PNG as base64 (`png`, once completed) and the time it took."""
+    body = job_body(job, base_url, secret)
+    body["result_image_b64"] = base64.b64encode(png).decode("ascii") if png is not None else None
+    body["inference_time_ms"] = job.processing_ms if body["status"] == "completed" else None
     return body
 
 
@@ -173,8 +204,9 @@ def v2_result_body(job: jobs_pb2.Job, base_url: str, secret: str) -> dict[str, A
         "output_url": url,
         "output_expires_at": _time(job.output_expires_at),
         "image_format": job.format,
-        "width": job.width,
-        "height": job.height,
+        "format": job.format,
+        "width": job.width or None,
+        "height": job.height or None,
         "credits_used": job.credits_used,
         "engines": dict(job.engines),
         "metrics": {"inference_time": round(job.processing_ms / 1000, 3)},
@@ -245,8 +277,22 @@ class JobBody(BaseModel):
     qa: dict[str, Any] | None = Field(
         None,
         description="Image QA of a completed job: scores, needs_review, reasons "
-        "[{code, message}] and compliance (README, Image QA).",
+        "[{code, message}] and compliance (README, Image QA); null for audio and video.",
     )
+    model: str | None = Field(None, description="audio-generate: the music model.")
+    duration: float | None = Field(
+        None, description="audio-generate, video-generate: the requested seconds."
+    )
+    resolution: str | None = Field(None, description="video-generate: 480p or 720p.")
+    job_id: str | None = Field(None, description="virtual-tryon: the job id (PixelAPI's name).")
+    category: str | None = Field(None, description="virtual-tryon: the garment category.")
+
+
+class TryOnJobBody(JobBody):
+    result_image_b64: str | None = Field(
+        ..., description="The result PNG, base64 (no data: prefix), once completed."
+    )
+    inference_time_ms: int | None = Field(..., description="Processing time, once completed.")
 
 
 class UsageBody(BaseModel):
@@ -277,12 +323,13 @@ class V2ResultBody(BaseModel):
 
     request_id: str
     status: Literal["COMPLETED"]
-    output: str = Field(..., description="Signed, expiring link to the result image.")
+    output: str = Field(..., description="Signed, expiring link to the result file.")
     output_url: str
     output_expires_at: str | None
-    image_format: str
-    width: int
-    height: int
+    image_format: str = Field(..., description="png/jpeg/webp; wav for audio, mp4 for video.")
+    format: str
+    width: int | None = Field(..., description="Pixels; null for audio.")
+    height: int | None
     credits_used: float
     engines: dict[str, str]
     metrics: dict[str, float]

@@ -27,7 +27,14 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Operations whose output depends on a random seed (generated or procedural scenes).
-SEEDED_OPERATIONS = {"product-photo", "replace-background", "generate"}
+SEEDED_OPERATIONS = {
+    "product-photo",
+    "replace-background",
+    "generate",
+    "audio-generate",
+    "video-generate",
+    "virtual-tryon",
+}
 
 PROMPT_FIELDS = (
     "prompt",
@@ -85,8 +92,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         op = self.operations.get(request.operation)
         if op is None:
             raise InvalidParameter("operation", f"Unknown operation {request.operation!r}.")
-        if op.takes_image and "image" not in request.inputs:
-            raise InvalidParameter("image", f"{op.name} needs an input image.")
+        for role in op.inputs:
+            if role not in request.inputs:
+                raise InvalidParameter(role, f"{op.name} needs an input image ({role}).")
         params = json_format.MessageToDict(request.params)
         if op.name in SEEDED_OPERATIONS and params.get("seed") is None:
             # Fixed now so the job shows the seed that ran and a retry redraws the same.
@@ -99,7 +107,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             operation=op.name,
             params=params,
             inputs=dict(request.inputs),
-            credits=op.credits,
+            # Priced by the request where the table has tiers (audio length, video
+            # resolution and length): computed once, here, and refunded as charged.
+            credits=op.credits_for(params),
             pipeline=list(op.pipeline),
             estimated_seconds=op.estimated_seconds,
             idempotency_key=request.idempotency_key or None,
@@ -152,7 +162,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                     credits=op.credits,
                     pipeline=list(op.pipeline),
                     estimated_seconds=op.estimated_seconds,
-                    description=op.description,
+                    description=" ".join(filter(None, (op.description, op.price_note()))),
                     takes_image=op.takes_image,
                 )
                 for op in self.operations.values()

@@ -19,6 +19,13 @@ from services.common.grpcutil import error_from_rpc
 GENERATIVE_PRESETS = {"custom"}
 # Operations whose pipeline mattes the photo.
 MATTING_OPERATIONS = {"product-photo", "remove-background", "replace-background"}
+# PixelAPI's audio, video and try-on operations: each runs one pipeline model, with
+# no embedded engine to fall back on.
+MEDIA_MODELS = {
+    "audio-generate": (models.MUSICGEN, "Music generation (musicgen-small)"),
+    "video-generate": (models.WAN_T2V, "Video generation (WAN 2.1)"),
+    "virtual-tryon": (models.CATVTON, "Virtual try-on (CatVTON)"),
+}
 # Engine names of LIGHTBOX_MATTING_ENGINE and the Triton model each needs.
 MATTING_MODELS = {
     "birefnet": models.MATTING_BIREFNET,
@@ -99,5 +106,7 @@ class Availability:
         elif operation == "restore-face":
             self._require(models.FACE_RESTORE, "Face restoration")
             self._require(models.FACE_DETECTOR, "Face restoration")
+        elif operation in MEDIA_MODELS:
+            self._require(*MEDIA_MODELS[operation])
         elif operation == "remove-object" and not params.get("has_mask"):
             self._require(models.SEGMENT_CLIPSEG, "Removing an object named by a prompt")

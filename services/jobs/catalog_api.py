@@ -174,8 +174,11 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         checked: set[str] = set()
         for index, item in enumerate(request.items):
             op = self._operation(item.operation, f"items[{index}].operation")
-            if op.takes_image and "image" not in item.inputs:
-                raise InvalidParameter(f"items[{index}].image", f"{op.name} needs an input image.")
+            for role in op.inputs:
+                if role not in item.inputs:
+                    raise InvalidParameter(
+                        f"items[{index}].{role}", f"{op.name} needs an input image ({role})."
+                    )
             params = json_format.MessageToDict(item.params)
             if op.name in SEEDED_OPERATIONS and params.get("seed") is None:
                 params["seed"] = secrets.randbelow(2**32)
@@ -194,7 +197,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
                     operation=op.name,
                     params=params,
                     inputs=dict(item.inputs),
-                    credits=op.credits,
+                    credits=op.credits_for(params),
                     pipeline=list(op.pipeline),
                     estimated_seconds=op.estimated_seconds,
                     idempotency_key=item.idempotency_key,

@@ -23,6 +23,7 @@ from tritonclient.utils import InferenceServerException
 
 from services.common import models
 from services.common.errors import (
+    GpuOutOfMemory,
     InvalidImage,
     InvalidParameter,
     LightboxError,
@@ -77,6 +78,17 @@ _SDXL_FIELD = re.compile(
 _SDXL_API_FIELD = {"INIT_IMAGE": "image", "NEGATIVE_PROMPT": "negative_prompt"}
 
 
+# How the backends say a GPU ran out of memory: torch ("CUDA out of memory",
+# OutOfMemoryError), onnxruntime's CUDA provider ("CUDA failure 2: out of memory",
+# cudaErrorMemoryAllocation), cuDNN and TensorRT allocation failures. Triton passes the
+# backend's text through, under INTERNAL or RESOURCE_EXHAUSTED.
+_GPU_OOM = re.compile(
+    r"CUDA out of memory|OutOfMemoryError|cudaErrorMemoryAllocation|CUDNN_STATUS_ALLOC_FAILED"
+    r"|CUBLAS_STATUS_ALLOC_FAILED|CUDA failure 2\b|\bOOM\b|\bout of (GPU |device )?memory",
+    re.IGNORECASE,
+)
+
+
 def _status_name(exc: InferenceServerException) -> str:
     # tritonclient reports gRPC codes as "StatusCode.UNAVAILABLE" (None when it
     # raised on its own, e.g. a local encoding problem).
@@ -87,6 +99,12 @@ def _status_name(exc: InferenceServerException) -> str:
 def _map_error(exc: InferenceServerException, model: str) -> LightboxError:
     status = _status_name(exc)
     message = exc.message() or str(exc)
+    if _GPU_OOM.search(message):
+        # Not retried: the same request on the same GPU runs out again. The job fails
+        # and its credits come back (503 gpu_out_of_memory).
+        return GpuOutOfMemory(
+            f"Triton: {model} ran out of GPU memory: {message}", extra={"model": model}
+        )
     if status in _TRANSIENT:
         return ServiceUnavailable(f"Triton: {model}: {status}: {message}")
     if status == "INVALID_ARGUMENT":

@@ -6,6 +6,7 @@ engine that served a stage is recorded on the job."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -85,6 +86,9 @@ class Pipeline:
             "upscale": self._upscale,
             "remove-object": self._remove_object,
             "restore-face": self._restore_face,
+            "audio-generate": self._audio_generate,
+            "video-generate": self._video_generate,
+            "virtual-tryon": self._virtual_tryon,
         }.get(job.operation)
         if runner is None:
             raise InvalidParameter("operation", f"No pipeline for {job.operation!r}.")
@@ -390,6 +394,85 @@ class Pipeline:
             ["restore-face"],
         )
         return self._graded(result, job, stage, source_size=(rgb.shape[1], rgb.shape[0]))
+
+    # -- PixelAPI's audio, video and try-on (services/jobs/media) ----------------------
+
+    def _audio_generate(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
+        """Text to music; the WAV is the output (no width/height, no image QA)."""
+        music = _media("music")
+        p = job.params
+        stage("generate-audio")
+        audio, engine = music.generate_music(
+            self.engines,
+            str(p.get("prompt") or ""),
+            float(p.get("duration") or 15),
+            seed=_int_or_none(p.get("seed")),
+            guidance_scale=_float_or_none(p.get("guidance_scale")),
+        )
+        stage("encode")
+        return Result(music.encode_wav(audio), "wav", 0, 0, {"music": engine}, ["generate-audio"])
+
+    def _video_generate(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
+        """Text to video at the requested resolution; the MP4 is the output."""
+        video = _media("video")
+        p = job.params
+        resolution = str(p.get("resolution") or "480p")
+        if resolution not in video.RESOLUTIONS:
+            raise InvalidParameter("resolution", f"Unknown resolution {resolution!r}.")
+        width, height = video.RESOLUTIONS[resolution]
+        stage("generate-video")
+        frames, engine = video.generate_video(
+            self.engines,
+            str(p.get("prompt") or ""),
+            width=width,
+            height=height,
+            duration_s=float(p.get("duration") or 3),
+            negative_prompt=p.get("negative_prompt") or None,
+            seed=_int_or_none(p.get("seed")),
+            steps=_int_or_none(p.get("steps")),
+            guidance_scale=_float_or_none(p.get("guidance_scale")),
+        )
+        stage("encode")
+        data = video.encode_mp4(frames, video.FPS)
+        height_out, width_out = int(frames.shape[1]), int(frames.shape[2])
+        return Result(data, "mp4", width_out, height_out, {"video": engine}, ["generate-video"])
+
+    def _virtual_tryon(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
+        """The person photo dressed in the garment, at the person photo's size, encoded
+        once as PNG by the compositor and graded like every image (resolution scores)."""
+        tryon = _media("tryon")
+        p = job.params
+        stage("decode")
+        person, _ = imageio.decode(self.blobs.get(job.inputs["person"]))
+        garment, _ = imageio.decode(self.blobs.get(job.inputs["garment"]))
+        stage("virtual-tryon")
+        out, engines = tryon.try_on(
+            self.engines,
+            person,
+            garment,
+            str(p.get("category") or ""),
+            seed=_int_or_none(p.get("seed")),
+            steps=_int_or_none(p.get("steps")),
+            guidance_scale=_float_or_none(p.get("guidance_scale")),
+        )
+        stage("encode")
+        encoded = self._encode_pixels(out, {"output_format": "png"}, "png")
+        result = Result.of(encoded, dict(engines), ["virtual-tryon"])
+        return self._graded(result, job, stage, source_size=(person.shape[1], person.shape[0]))
+
+
+def _media(name: str) -> Any:
+    """services/jobs/media/<name>.py, imported on first use: the image operations run
+    without the media pipelines' modules (and their encoders) loaded."""
+    return importlib.import_module(f"services.jobs.media.{name}")
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None or value == "" else int(value)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None or value == "" else float(value)
 
 
 def _layer(out: compositor_pb2.EncodedImage, name: str) -> np.ndarray | None:
