@@ -155,8 +155,14 @@ function installHints(op) {
     .flatMap((s) => s.engines.map((e) => e.install).filter(Boolean));
 }
 
+// The studio edits images: the audio, video and try-on operations have their own
+// endpoints and fields (docs/media.md) and are not listed here.
+function imageOperations() {
+  return state.catalog.operations.filter((o) => o.endpoint.startsWith("/v1/image/"));
+}
+
 function renderOperations() {
-  const ops = state.catalog.operations;
+  const ops = imageOperations();
   if (!opInfo(state.operation)?.available) state.operation = ops.find((o) => o.available)?.operation;
   $("#op-list").replaceChildren(...ops.map((op) => {
     const id = `op-${op.operation}`;
