@@ -425,6 +425,9 @@ def test_models_lists_operations_engines_and_presets(sqlite_stack: RunningStack,
         "upscale",
         "restore-face",
         "remove-object",
+        "audio-generate",
+        "video-generate",
+        "virtual-tryon",
     }
     assert {n: o["credits"] for n, o in ops.items()} == {
         "product-photo": 7,
@@ -434,6 +437,10 @@ def test_models_lists_operations_engines_and_presets(sqlite_stack: RunningStack,
         "upscale": 20,
         "restore-face": 3,
         "remove-object": 5,
+        # The price of a request with default fields (docs/media.md has the tiers).
+        "audio-generate": 5,
+        "video-generate": 50,
+        "virtual-tryon": 25,
     }
     matting = next(s for s in ops["remove-background"]["stages"] if s["stage"] == "matting")
     assert matting["engine"] == MATTING_ENGINE and matting["deployed"]
