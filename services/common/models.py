@@ -79,6 +79,9 @@ INSTALL_HINT: dict[str, str] = {
     INPAINT_LAMA: "Install LaMa with `lightbox models install inpaint_lama FILE.onnx`.",
     FACE_DETECTOR: "Install a YuNet face detector with `lightbox models install face_detector "
     "FILE.onnx`.",
+    CATVTON: "Export CatVTON (an SD-1.5 inpainting UNet, sd-vae-ft-mse and CatVTON's "
+    "attention weights in the folder docs/catvton.md describes) with `lightbox models "
+    "export catvton DIR`.",
     SEGMENT_CLIPSEG: "Install CLIPSeg with `lightbox models install segment_clipseg FILE.onnx`,"
     " or send a `mask` instead of a prompt.",
 }

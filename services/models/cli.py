@@ -6,7 +6,9 @@ lightbox models install NAME FILE [--sha256 HEX]    an ONNX file into NAME's mod
     [--target cpu|gpu] [--rename OLD=NEW ...]       checked against its contract
     [--tokenizer DIR]
 lightbox models export NAME CHECKPOINT              torch checkpoint -> ONNX, validated
-    [--target cpu|gpu] [--fp16]                     (upscale_realesrgan; sdxl)
+    [--target cpu|gpu] [--fp16]                     (upscale_realesrgan; sdxl; catvton:
+                                                    CHECKPOINT is the folder of
+                                                    docs/catvton.md)
 lightbox models render --target cpu|gpu             every installed model's config.pbtxt
 lightbox models fetch NAME [--target cpu|gpu]       a model a registry package ships (isnet,
                                                     rrdn):
@@ -283,6 +285,14 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.name == "catvton":
+        from services.models.catvton.__main__ import main as catvton_main
+
+        if args.fp16:
+            print("catvton exports float32; the gpu target runs it in FP16", file=sys.stderr)
+            return 2
+        argv = ["export", str(args.checkpoint), "--repo", str(args.repo), "--target", args.target]
+        return catvton_main(argv)
     if args.name in SDXL_NAMES:
         try:
             from services.models.sdxl.__main__ import main as sdxl_main

@@ -186,8 +186,9 @@ def render_config(model_dir: Path, contract: Contract, target: str) -> str:
 
 
 def render_all(repo: Path, target: str) -> list[Path]:
-    """Render every installed contract model in `repo`, then the SDXL components (when
-    services.models.sdxl is present and something was exported); returns the paths."""
+    """Render every installed contract model in `repo`, then the SDXL and CatVTON
+    components (when services.models.sdxl is present and something was exported);
+    returns the paths."""
     written: list[Path] = []
     for contract in CONTRACTS.values():
         model_dir = repo / contract.name
@@ -199,4 +200,7 @@ def render_all(repo: Path, target: str) -> list[Path]:
     except ImportError:
         return written
     written += render_sdxl_configs(repo, target)
+    from services.models.catvton.configs import render_catvton_configs
+
+    written += render_catvton_configs(repo, target)
     return written

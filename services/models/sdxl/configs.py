@@ -186,8 +186,14 @@ def render_component_config(
 
 
 def exported_pipelines(repo: Path) -> list[str]:
-    """Names of the pipelines exported into `repo` (those with checkpoint/pipeline.json)."""
-    return sorted(p.parent.parent.name for p in repo.glob("*/checkpoint/pipeline.json"))
+    """Names of the SDXL pipelines exported into `repo` (those whose
+    checkpoint/pipeline.json names SDXL's components; other pipelines, like CatVTON,
+    keep theirs there too)."""
+    names = []
+    for meta in repo.glob("*/checkpoint/pipeline.json"):
+        if set(COMPONENTS) <= set(json.loads(meta.read_text()).get("components", {})):
+            names.append(meta.parent.parent.name)
+    return sorted(names)
 
 
 def render_sdxl_configs(

@@ -1,0 +1,1 @@
+../../sdxl/1/schedulers.py

@@ -1,0 +1,1 @@
+../../sdxl/1/torch_rng.py
