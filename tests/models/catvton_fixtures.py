@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,3 +45,18 @@ def catvton_repo(
         report = write_tiny(repo, work_size=WORK_SIZE, folder=catvton_folder)
         _SHARED["repo"] = (repo, report)
     return _SHARED["repo"]
+
+
+def tryon_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A person photo that is not at the working size, a garment photo of another
+    aspect, and a mask over the torso."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:150, 0:90].astype(np.float32)
+    person = np.stack([90 + x, 60 + y * 0.8, 200 - y * 0.5], axis=-1)
+    person = (person + rng.normal(0, 12, person.shape)).clip(0, 255).astype(np.uint8)
+    garment = np.zeros((80, 70, 3), np.uint8)
+    garment[:] = (200, 30, 40)
+    garment[20:60, 15:55] = (30, 40, 200)
+    mask = np.zeros((150, 90), np.uint8)
+    mask[40:100, 15:75] = 255
+    return person, garment, mask

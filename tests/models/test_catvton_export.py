@@ -16,7 +16,12 @@ import torch
 
 from services.models.catvton.export import ExportError, load_catvton, read_attention
 from services.models.catvton.reference import CatvtonReference, ort_pipeline, pipeline_module
-from tests.models.catvton_fixtures import WORK_SIZE, catvton_folder, catvton_repo  # noqa: F401
+from tests.models.catvton_fixtures import (  # noqa: F401  (fixtures)
+    WORK_SIZE,
+    catvton_folder,
+    catvton_repo,
+    tryon_case,
+)
 
 cp = pipeline_module()
 import ddim  # noqa: E402  (imported by pipeline_module's path)
@@ -138,21 +143,6 @@ def test_pipeline_code_matches_reference_in_process(
     assert got.work_image.shape == (WORK_SIZE[1], WORK_SIZE[0], 3)
     assert float(np.abs(got.work_image - expected).max()) < 1e-4
     assert got.image.shape == person.shape
-
-
-def tryon_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A person photo that is not at the working size, a garment photo of another
-    aspect, and a mask over the torso."""
-    rng = np.random.default_rng(3)
-    y, x = np.mgrid[0:150, 0:90].astype(np.float32)
-    person = np.stack([90 + x, 60 + y * 0.8, 200 - y * 0.5], axis=-1)
-    person = (person + rng.normal(0, 12, person.shape)).clip(0, 255).astype(np.uint8)
-    garment = np.zeros((80, 70, 3), np.uint8)
-    garment[:] = (200, 30, 40)
-    garment[20:60, 15:55] = (30, 40, 200)
-    mask = np.zeros((150, 90), np.uint8)
-    mask[40:100, 15:75] = 255
-    return person, garment, mask
 
 
 def test_gpu_configs(catvton_repo: tuple[Path, Any], tmp_path: Path) -> None:  # noqa: F811

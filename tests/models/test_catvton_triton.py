@@ -28,14 +28,14 @@ from services.common.triton import MODEL_REPOSITORY, TritonProcess
 from services.jobs.engines import TritonEngines
 from services.jobs.media import tryon
 from services.models.catvton.reference import CatvtonReference, ort_pipeline, pipeline_module
-from tests.jobs.media.test_tryon import synthetic_person
+from tests.jobs.media.bodies import synthetic_person
 from tests.models.catvton_fixtures import (  # noqa: F401  (fixtures)
     NUMBA_CACHE,
     WORK_SIZE,
     catvton_folder,
     catvton_repo,
+    tryon_case,
 )
-from tests.models.test_catvton_export import tryon_case
 
 PARITY_TOLERANCE = 1e-3
 SERVED = ["catvton_unet", "catvton_vae_encoder", "catvton_vae_decoder", "catvton"]
