@@ -82,6 +82,8 @@ INSTALL_HINT: dict[str, str] = {
     CATVTON: "Export CatVTON (an SD-1.5 inpainting UNet, sd-vae-ft-mse and CatVTON's "
     "attention weights in the folder docs/catvton.md describes) with `lightbox models "
     "export catvton DIR`.",
+    MUSICGEN: "Export MusicGen (facebook/musicgen-small, a transformers folder) with "
+    "`lightbox models export musicgen CHECKPOINT_DIR` (docs/musicgen.md).",
     SEGMENT_CLIPSEG: "Install CLIPSeg with `lightbox models install segment_clipseg FILE.onnx`,"
     " or send a `mask` instead of a prompt.",
 }

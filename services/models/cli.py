@@ -6,9 +6,9 @@ lightbox models install NAME FILE [--sha256 HEX]    an ONNX file into NAME's mod
     [--target cpu|gpu] [--rename OLD=NEW ...]       checked against its contract
     [--tokenizer DIR]
 lightbox models export NAME CHECKPOINT              torch checkpoint -> ONNX, validated
-    [--target cpu|gpu] [--fp16]                     (upscale_realesrgan; sdxl; catvton:
-                                                    CHECKPOINT is the folder of
-                                                    docs/catvton.md)
+    [--target cpu|gpu] [--fp16]                     (upscale_realesrgan; sdxl; musicgen;
+                                                    catvton: CHECKPOINT is the folder
+                                                    of docs/catvton.md)
 lightbox models render --target cpu|gpu             every installed model's config.pbtxt
 lightbox models fetch NAME [--target cpu|gpu]       a model a registry package ships (isnet,
                                                     rrdn):
@@ -293,6 +293,14 @@ def _export(args: argparse.Namespace) -> int:
             return 2
         argv = ["export", str(args.checkpoint), "--repo", str(args.repo), "--target", args.target]
         return catvton_main(argv)
+    if args.name == "musicgen":
+        from services.models.musicgen.__main__ import main as musicgen_main
+
+        if args.fp16:
+            print("musicgen: --fp16 is not supported; export in float32", file=sys.stderr)
+            return 2
+        argv = ["export", str(args.checkpoint), "--repo", str(args.repo), "--target", args.target]
+        return musicgen_main(argv)
     if args.name in SDXL_NAMES:
         try:
             from services.models.sdxl.__main__ import main as sdxl_main

@@ -186,9 +186,9 @@ def render_config(model_dir: Path, contract: Contract, target: str) -> str:
 
 
 def render_all(repo: Path, target: str) -> list[Path]:
-    """Render every installed contract model in `repo`, then the SDXL and CatVTON
-    components (when services.models.sdxl is present and something was exported);
-    returns the paths."""
+    """Render every installed contract model in `repo`, then the SDXL, CatVTON and
+    MusicGen components (when services.models.sdxl is present and something was
+    exported); returns the paths."""
     written: list[Path] = []
     for contract in CONTRACTS.values():
         model_dir = repo / contract.name
@@ -203,4 +203,7 @@ def render_all(repo: Path, target: str) -> list[Path]:
     from services.models.catvton.configs import render_catvton_configs
 
     written += render_catvton_configs(repo, target)
+    from services.models.musicgen.configs import render_musicgen_configs
+
+    written += render_musicgen_configs(repo, target)
     return written
