@@ -187,19 +187,43 @@ def test_delay_pattern_matches_transformers(musicgen_checkpoint: Path) -> None: 
     np.testing.assert_array_equal(mp.delay_pattern(4, 12, 64), want.numpy())
 
 
-def test_top_k_sampling() -> None:
+def test_sampling_draws_what_torch_multinomial_draws() -> None:
+    import torch
+
     mp = pipeline_module()
-    rng = np.random.Generator(np.random.PCG64(5))
-    scores = np.tile(np.arange(10, dtype=np.float32), (4, 1))
-    picks = np.stack([mp.top_k_sample(scores, 3, rng) for _ in range(300)])
-    assert set(np.unique(picks)) == {7, 8, 9}
-    # softmax over 7, 8, 9: e^2 / (1 + e + e^2) = 0.665 of the draws go to 9.
-    assert abs(float((picks == 9).mean()) - 0.665) < 0.05
-    assert set(mp.top_k_sample(scores, 1, rng)) == {9}
-    np.testing.assert_array_equal(
-        mp.top_k_sample(scores, 0, np.random.Generator(np.random.PCG64(1))),
-        mp.top_k_sample(scores, 0, np.random.Generator(np.random.PCG64(1))),
-    )
+    torch.manual_seed(2**40 + 77)  # torch seeds MT19937 with the low 32 bits
+    generator = mp.TorchCpuGenerator(2**40 + 77)
+    rs = np.random.default_rng(0)
+    for top_k in (0, 1, 5, 250):
+        for _ in range(20):
+            logits = torch.tensor(rs.normal(size=(4, 64)) * 3, dtype=torch.float32)
+            scores = logits
+            if 0 < top_k < 64:
+                kth = torch.topk(logits, top_k)[0][..., -1, None]
+                scores = logits.masked_fill(logits < kth, -float("inf"))
+            want = torch.multinomial(torch.softmax(scores, -1), 1).squeeze(1).numpy()
+            np.testing.assert_array_equal(mp.sample(logits.numpy(), top_k, generator), want)
+
+
+def test_top_k_filter() -> None:
+    mp = pipeline_module()
+    scores = np.tile(np.arange(10, dtype=np.float32), (2, 1))
+    kept = mp.top_k_filter(scores, 3)
+    assert np.isfinite(kept).sum(axis=-1).tolist() == [3, 3] and kept[0, 9] == 9
+    assert mp.top_k_filter(scores, 0) is scores and mp.top_k_filter(scores, 10) is scores
+
+
+def test_pipeline_matches_transformers_sampling(
+    musicgen_checkpoint: Path,  # noqa: F811
+    musicgen_repo: tuple[Path, Any],  # noqa: F811
+) -> None:
+    repo, _ = musicgen_repo
+    run, _ = ort_pipeline(repo)
+    job = Job(PARITY_PROMPT, 0.6, 3.0, seed=1234, do_sample=True, top_k=20)
+    audio, codes = run(job)
+    want_audio, want_codes = _reference(musicgen_checkpoint)(job)
+    np.testing.assert_array_equal(codes, want_codes)
+    assert float(np.abs(audio - want_audio).max()) <= 1e-5
 
 
 def test_pipeline_model_imports_what_the_gpu_image_has() -> None:
@@ -211,9 +235,10 @@ def test_pipeline_model_imports_what_the_gpu_image_has() -> None:
     from services.models.musicgen.reference import PIPELINE_CODE
 
     dockerfile = (PIPELINE_CODE.parents[2] / "deploy" / "docker" / "Dockerfile.triton").read_text()
-    allowed = {"numpy", "tokenizers", "triton_python_backend_utils", "musicgen_pipeline"}
+    allowed = {"numpy", "tokenizers", "triton_python_backend_utils"}
+    allowed |= {"musicgen_pipeline", "torch_sampling"}
     allowed |= {"services"} | set(sys.stdlib_module_names)
-    for file in ("model.py", "musicgen_pipeline.py"):
+    for file in ("model.py", "musicgen_pipeline.py", "torch_sampling.py"):
         tree = ast.parse((PIPELINE_CODE / file).read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

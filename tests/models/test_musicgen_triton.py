@@ -2,11 +2,10 @@
 exported by services.models.musicgen.export, the committed model_repository/musicgen
 driving its three components over BLS in the pip-installed tritonserver.
 
-Parity: with greedy decoding the codes Triton generates equal those of transformers'
-MusicgenForConditionalGeneration.generate for the same weights and prompt, with and
-without classifier-free guidance, and the decoded audio is within 1e-3 (max abs diff)
-of transformers'. Sampling is seeded here with numpy's PCG64, not torch's generator, so
-sampled audio is checked for reproducibility, not against transformers' draws.
+Parity: the codes Triton generates equal those of transformers'
+MusicgenForConditionalGeneration.generate for the same weights and prompt, greedy with
+and without classifier-free guidance, and sampled (top-k) after torch.manual_seed with
+the same seed; the decoded audio is within 1e-3 (max abs diff) of transformers'.
 
 Also: inputs refused with INVALID_ARGUMENT naming them, a missing component, and the
 committed model refusing to load without an exported checkpoint.
@@ -88,6 +87,21 @@ def test_triton_matches_transformers_greedy(
     assert all(len(set(row)) > 1 for row in want_codes)
     np.testing.assert_array_equal(got["CODES"], want_codes)
     assert want_audio.std() > 0.01
+    assert float(np.abs(got["AUDIO"] - want_audio).max()) <= AUDIO_TOLERANCE
+
+
+def test_triton_matches_transformers_sampling(
+    client: Any,
+    musicgen_checkpoint: Path,  # noqa: F811
+) -> None:
+    if "ref" not in _REFERENCE:
+        _REFERENCE["ref"] = TransformersReference(musicgen_checkpoint)
+    # The model's defaults: sampling, guidance 3, top-k 250 (all 64 tiny codes).
+    job = Job(PARITY_PROMPT, 1.0, 3.0, seed=20_261_207, do_sample=True)
+    want_audio, want_codes = _REFERENCE["ref"](job)
+    got = _generate(client, duration=1.0, SEED=job.seed)
+    assert all(len(set(row)) > 10 for row in want_codes)
+    np.testing.assert_array_equal(got["CODES"], want_codes)
     assert float(np.abs(got["AUDIO"] - want_audio).max()) <= AUDIO_TOLERANCE
 
 

@@ -8,9 +8,11 @@ the same tokens (T5's tokenizer.json through `tokenizers`), the same delay patte
 (codebook k lags k frames; start/pad token = the codebook size), guidance applied to
 the logits as `uncond + (cond - uncond) * scale` with the null condition being a zero
 encoder state under a zero mask, and the same removal of the pattern's pad positions
-before decoding. Greedy decoding gives transformers' tokens exactly. Sampling keeps
-the `top_k` largest logits and draws from their softmax with numpy's PCG64 seeded by
-the request's seed: the same seed gives the same audio, but not torch's draws.
+before decoding, and for sampling the same top-k filter and the same draws that
+torch.multinomial makes after torch.manual_seed(seed) (torch_sampling.py). Greedy
+decoding gives transformers' codes exactly; so does sampling with the same seed, short
+of a near-tie between two codes that float rounding of the logits (onnxruntime vs
+torch, about 1e-6) can flip.
 
 `duration_s` becomes round(duration_s * frame_rate) frames of audio (hop samples each);
 generating them takes num_codebooks - 1 more steps, since the last codebook lags.
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch_sampling import TorchCpuGenerator, multinomial_one, softmax
 
 # Component key -> (input names, output names) of the exported models (export.py).
 COMPONENT_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -214,20 +217,20 @@ def delay_pattern(num_codebooks: int, length: int, pad: int) -> np.ndarray:
     return pattern
 
 
-def top_k_sample(scores: np.ndarray, top_k: int, rng: np.random.Generator) -> np.ndarray:
-    """One code per row of float32 `scores` [K, V]: keep the logits at or above the
-    k-th largest (transformers' TopKLogitsWarper; 0 keeps all), softmax, draw."""
+def top_k_filter(scores: np.ndarray, top_k: int) -> np.ndarray:
+    """float32 `scores` [rows, V] with every logit below the row's k-th largest set to
+    -inf (transformers' TopKLogitsWarper; 0, or k >= V, keeps all)."""
     vocab = scores.shape[-1]
-    kept = scores.astype(np.float64)
-    if 0 < top_k < vocab:
-        kth = np.partition(kept, vocab - top_k, axis=-1)[:, vocab - top_k][:, None]
-        kept = np.where(kept < kth, -np.inf, kept)
-    kept = kept - kept.max(axis=-1, keepdims=True)
-    probs = np.exp(kept)
-    cdf = np.cumsum(probs, axis=-1)
-    draws = rng.random(scores.shape[0]) * cdf[:, -1]
-    picks = (cdf <= draws[:, None]).sum(axis=-1)
-    return np.minimum(picks, vocab - 1).astype(np.int64)
+    if not 0 < top_k < vocab:
+        return scores
+    kth = np.partition(scores, vocab - top_k, axis=-1)[:, vocab - top_k][:, None]
+    return np.where(scores < kth, np.float32(-np.inf), scores).astype(np.float32)
+
+
+def sample(scores: np.ndarray, top_k: int, generator: TorchCpuGenerator) -> np.ndarray:
+    """One code per row of float32 `scores` [K, V]: top-k, softmax, then the draw
+    torch.multinomial makes from the same generator state."""
+    return multinomial_one(softmax(top_k_filter(scores, top_k)), generator)
 
 
 class MusicgenPipeline:
@@ -264,7 +267,7 @@ class MusicgenPipeline:
         pattern = delay_pattern(k, length, ck.decoder_start_token_id)
         seq = np.where(pattern == -1, 0, pattern)
         past = np.zeros((ck.num_layers, 2, rows, ck.num_heads, 0, ck.head_dim), dtype=np.float32)
-        rng = np.random.Generator(np.random.PCG64(req.seed))
+        generator = TorchCpuGenerator(req.seed)
         scale = np.float32(req.guidance_scale)
         for t in range(length - 1):
             step = np.tile(seq[:, t : t + 1], (rows, 1))
@@ -283,7 +286,7 @@ class MusicgenPipeline:
             if guidance:
                 scores = logits[1] + (logits[0] - logits[1]) * scale
             if req.do_sample:
-                codes = top_k_sample(scores, req.top_k, rng)
+                codes = sample(scores, req.top_k, generator)
             else:
                 codes = np.argmax(scores, axis=-1)
             seq[:, t + 1] = np.where(pattern[:, t + 1] == -1, codes, pattern[:, t + 1])
