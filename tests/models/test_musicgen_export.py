@@ -127,6 +127,23 @@ def test_cli_export(musicgen_checkpoint: Path, tmp_path: Path, capsys: Any) -> N
     assert "'t5' model" in capsys.readouterr().err
 
 
+def test_write_tiny_makes_a_servable_repository(tmp_path: Path) -> None:
+    from services.models.musicgen.tiny import write_t5_tokenizer, write_tiny
+
+    report = write_tiny(tmp_path / "repo", name="musicgen")
+    assert report.ok
+    repo = tmp_path / "repo"
+    assert _config(repo / "musicgen" / "config.pbtxt").name == "musicgen"
+    assert (repo / "musicgen" / "1" / "musicgen_pipeline.py").is_file()
+    assert not list((repo / "musicgen").rglob("__pycache__"))
+    check_contract(repo, "musicgen")
+    # Built, not trained: two builds of the tokenizer are byte for byte the same.
+    write_t5_tokenizer(tmp_path / "again")
+    assert (tmp_path / "again" / "tokenizer.json").read_bytes() == (
+        repo / "musicgen" / "checkpoint" / "tokenizer.json"
+    ).read_bytes()
+
+
 def test_stereo_checkpoints_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     class Config:
         class decoder:  # noqa: N801

@@ -8,7 +8,8 @@ the real 4 codebooks, delay pattern, sinusoidal positions and start/pad token at
 `vocab_size`; an EnCodec codec at 32 kHz with the real upsampling ratios (8, 5, 4, 4):
 640 samples per frame, 50 frames a second, 4 codebooks at 2.2 kbps. Widths, depths
 and the codebook size are what shrink. The tokenizer is a T5-style sentencepiece
-Unigram `tokenizer.json` (Metaspace pieces, `</s>` appended), trained on a few words.
+Unigram `tokenizer.json` (Metaspace pieces, `</s>` appended) over a fixed vocabulary
+of a few music words.
 No weights are downloaded; tests and `write_tiny` build it in about a second.
 """
 
@@ -20,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-# Words the tiny Unigram model is trained on, so prompts split into real pieces.
+# Words of the tiny Unigram vocabulary, so prompts split into real pieces.
 _CORPUS = (
     "lofi hip hop beat with soft piano and rain",
     "80s pop track with bassy drums and synth",
@@ -30,38 +31,50 @@ _CORPUS = (
     "acoustic folk guitar melody in a small room",
     "jazz trio with brushed drums upright bass and piano",
 )
-_TOKENIZER_VOCAB = 120
 CODEBOOK_SIZE = 64
 NUM_CODEBOOKS = 4
 SAMPLING_RATE = 32_000
 UPSAMPLING_RATIOS = (8, 5, 4, 4)
 
 
+def _pieces() -> list[tuple[str, float]]:
+    """A fixed Unigram vocabulary: whole words of the corpus, their 3-letter stems,
+    common English endings, and single characters as the fallback, scored so the
+    segmentation prefers longer pieces (as a trained sentencepiece model does)."""
+    words = sorted({w for line in _CORPUS for w in line.split()})
+    pieces: dict[str, float] = {}
+    for word in words:
+        pieces[f"▁{word}"] = -2.0 - 0.01 * len(word)
+        pieces.setdefault(f"▁{word[:3]}", -4.0)
+    for ending in ("s", "ing", "er", "ed", "y", "ly"):
+        pieces.setdefault(ending, -5.0)
+    chars = sorted(set("".join(words)) | set("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"))
+    pieces["▁"] = -6.0
+    for char in chars:
+        pieces.setdefault(char, -8.0)
+    return list(pieces.items())
+
+
 def write_t5_tokenizer(out_dir: Path) -> int:
     """A T5-style Unigram tokenizer (tokenizer.json, tokenizer_config.json,
     special_tokens_map.json) in `out_dir`: ids 0, 1, 2 are <pad>, </s>, <unk> as in
-    T5's. Returns the vocabulary size."""
+    T5's. The vocabulary is fixed (no training), so every build is identical. Returns
+    the vocabulary size."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from tokenizers.processors import TemplateProcessing
-    from tokenizers.trainers import UnigramTrainer
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer(models.Unigram())
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *_pieces()]
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
     tokenizer.normalizer = normalizers.Sequence(
         [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
     )
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = UnigramTrainer(
-        vocab_size=_TOKENIZER_VOCAB,
-        special_tokens=["<pad>", "</s>", "<unk>"],
-        unk_token="<unk>",
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(list(_CORPUS) * 4, trainer=trainer)
     tokenizer.post_processor = TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
     )
+    tokenizer.add_special_tokens(["<pad>", "</s>", "<unk>"])
     tokenizer.save(str(out_dir / "tokenizer.json"))
     special = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
     (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
