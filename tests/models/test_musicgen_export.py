@@ -95,6 +95,7 @@ def test_gpu_configs(musicgen_repo: tuple[Path, Any], tmp_path: Path) -> None:  
     decoder = _config(copy / "musicgen_decoder" / "config.pbtxt")
     dims = {t.name: list(t.dims) for t in decoder.input}
     assert dims["past_key_values"] == [2, 2, -1, 4, -1, 8]
+    assert dims["input_ids"] == [-1, 4, -1]
     render_musicgen_configs(copy, "cpu")
     assert (copy / "musicgen_decoder" / "1" / "model.py").is_file()
 

@@ -270,7 +270,7 @@ class MusicgenPipeline:
         generator = TorchCpuGenerator(req.seed)
         scale = np.float32(req.guidance_scale)
         for t in range(length - 1):
-            step = np.tile(seq[:, t : t + 1], (rows, 1))
+            step = np.tile(seq[None, :, t : t + 1], (rows, 1, 1))
             out = self._call(
                 "decoder",
                 {

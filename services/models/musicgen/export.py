@@ -5,7 +5,7 @@ the files the pipeline model reads.
     <repo>/<name>_text_encoder/1/model.onnx   input_ids int64 [B, T], attention_mask
                                                 int64 [B, T] -> cross_key_values
                                                 [L, 2, B, H, T, Dh]
-    <repo>/<name>_decoder/1/model.onnx        input_ids int64 [B*K, S],
+    <repo>/<name>_decoder/1/model.onnx        input_ids int64 [B, K, S],
                                                 encoder_attention_mask int64 [B, T],
                                                 cross_key_values [L, 2, B, H, T, Dh],
                                                 past_key_values [L, 2, B, H, P, Dh] ->
@@ -217,7 +217,7 @@ def _wrappers(model: Any) -> dict[str, Any]:
             cross_key_values: Any,
             past_key_values: Any,
         ) -> Any:
-            ids = input_ids.reshape(-1, num_codebooks, input_ids.shape[-1])
+            ids = input_ids
             seq = ids.shape[2]
             past = past_key_values.shape[4]
             hidden = decoder.embed_tokens[0](ids[:, 0])
@@ -305,7 +305,7 @@ def _trace_args(model: Any, component: str) -> tuple[Any, ...]:
     if component == "decoder":
         t, p = 7, 3
         return (
-            torch.randint(0, s["vocab"] + 1, (s["codebooks"], 1), generator=g),
+            torch.randint(0, s["vocab"] + 1, (1, s["codebooks"], 1), generator=g),
             torch.ones(1, t, dtype=torch.int64),
             torch.randn(s["layers"], 2, 1, s["heads"], t, s["head_dim"], generator=g),
             torch.randn(s["layers"], 2, 1, s["heads"], p, s["head_dim"], generator=g),
@@ -318,6 +318,9 @@ def _export_one(module: Any, args: tuple[Any, ...], component: str, dest: Path) 
     import torch
 
     inputs, outputs = IO[component]
+    axes = {n: _DYNAMIC[n] for n in inputs + outputs}
+    if component == "decoder":
+        axes["input_ids"] = {0: "batch", 2: "sequence"}  # [B, K, S]
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"export-{component}-", dir=dest.parent) as tmp:
@@ -336,7 +339,7 @@ def _export_one(module: Any, args: tuple[Any, ...], component: str, dest: Path) 
                 opset_version=OPSET,
                 input_names=inputs,
                 output_names=outputs,
-                dynamic_axes={n: _DYNAMIC[n] for n in inputs + outputs},
+                dynamic_axes=axes,
                 do_constant_folding=True,
             )
         onnx.save_model(onnx.load(str(raw)), str(dest))
@@ -416,7 +419,7 @@ def _validate_decoder(model: Any, session: Any, s: dict[str, int], g: Any) -> tu
         ]
     )
     total = 8
-    ids = torch.randint(0, s["vocab"] + 1, (batch * s["codebooks"], total), generator=g)
+    ids = torch.randint(0, s["vocab"] + 1, (batch, s["codebooks"], total), generator=g)
     past = np.zeros((s["layers"], 2, batch, s["heads"], 0, s["head_dim"]), np.float32)
     worst, scale = 0.0, 0.0
     start = 0
@@ -424,14 +427,14 @@ def _validate_decoder(model: Any, session: Any, s: dict[str, int], g: Any) -> tu
         logits, past = session.run(
             None,
             {
-                "input_ids": ids[:, start:stop].numpy(),
+                "input_ids": ids[:, :, start:stop].numpy(),
                 "encoder_attention_mask": enc_mask.numpy(),
                 "cross_key_values": cross.numpy(),
                 "past_key_values": past,
             },
         )
         ref = model.decoder(
-            input_ids=ids[:, :stop],
+            input_ids=ids[:, :, :stop].reshape(batch * s["codebooks"], stop),
             encoder_hidden_states=encoder_hidden,
             encoder_attention_mask=enc_mask,
             use_cache=False,
@@ -552,7 +555,7 @@ _CONTRACT: dict[str, dict[str, tuple[str, tuple[str | None, ...]]]] = {
         ),
     },
     "decoder": {
-        "input_ids": ("int64", (None, None)),
+        "input_ids": ("int64", (None, "num_codebooks", None)),
         "encoder_attention_mask": ("int64", (None, None)),
         "cross_key_values": (
             "float32",
