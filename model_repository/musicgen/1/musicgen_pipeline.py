@@ -63,7 +63,8 @@ class PipelineParams:
     max_prompt_chars: int = 2000
     max_prompt_tokens: int = 512
     max_guidance_scale: float = 30.0
-    # Negative: take the checkpoint's generation_config value.
+    # Negative (the default, when config.pbtxt leaves the key out): the
+    # checkpoint's generation_config value.
     default_guidance_scale: float = -1.0
     default_top_k: int = -1
 
