@@ -364,12 +364,18 @@ class TritonEngines:
         inputs: dict[str, np.ndarray],
         outputs: tuple[str, ...],
         timeout_s: float | None = None,
+        fields: dict[str, str] | None = None,
     ) -> dict[str, np.ndarray]:
         """One inference on `model`: named numpy inputs (uint8, int32, int64, float32 or
         object for TYPE_STRING) in, the named outputs back. Triton's errors become
         Lightbox errors as for every stage (_map_error); a missing output is a
         LightboxError. The media pipelines (services/jobs/media) call their pipeline
-        models through this."""
+        models through this.
+
+        `fields` maps the model's input names to the API's field names: a request the
+        model rejects (INVALID_ARGUMENT, its message starting with the input's name, as
+        the pipeline models write them) is then InvalidParameter naming the API field,
+        not an image problem."""
         tensors = [_infer_input(name, array) for name, array in inputs.items()]
         try:
             result = self._client.infer(
@@ -379,6 +385,8 @@ class TritonEngines:
                 client_timeout=timeout_s or self.timeout_s,
             )
         except InferenceServerException as exc:
+            if fields is not None:
+                raise _map_field_error(exc, model, fields) from exc
             raise _map_error(exc, model) from exc
         found: dict[str, np.ndarray] = {}
         for name in outputs:
@@ -606,6 +614,24 @@ def _sdxl_inputs(
     if scheduler is not None:
         inputs.append(_infer_input("SCHEDULER", text(scheduler)))
     return inputs
+
+
+# "DURATION: 0.0 is outside 1..30": the input a pipeline model rejected, named first.
+_INPUT_NAME = re.compile(r"\b([A-Z][A-Z0-9_]*): ")
+
+
+def _map_field_error(
+    exc: InferenceServerException, model: str, fields: dict[str, str]
+) -> LightboxError:
+    """_map_error, except that a rejected request names the API field of the input the
+    model complained about; a rejection naming no known input is a bad request."""
+    if _status_name(exc) != "INVALID_ARGUMENT":
+        return _map_error(exc, model)
+    message = exc.message() or str(exc)
+    for name in _INPUT_NAME.findall(message):
+        if name in fields:
+            return InvalidParameter(fields[name], f"{model}: {message}")
+    return LightboxError(f"{model} rejected the request: {message}", code="invalid_request")
 
 
 def _map_sdxl_error(exc: InferenceServerException, model: str) -> LightboxError:

@@ -262,3 +262,25 @@ def test_a_front_whose_onnx_model_is_gone_is_not_chosen(production_server: Trito
         client.close()
     assert engines.upscale(SAMPLE.rgb[:40, :40], 2)[1] == "realesrgan"
     assert engines.upscale_fallback_note("realesrgan", 2) is None
+
+
+def test_a_rejected_request_names_the_api_field() -> None:
+    """engines.call(fields=...): the pipeline model's INVALID_ARGUMENT names its input
+    first; the error names the API field. Other statuses map as for every stage."""
+    from tritonclient.utils import InferenceServerException
+
+    from services.common.errors import InvalidParameter, ServiceUnavailable
+    from services.jobs.engines import _map_field_error
+
+    fields = {"DURATION": "duration", "SEED": "seed"}
+    rejected = InferenceServerException(
+        "DURATION: 45 is outside 1..30", status="StatusCode.INVALID_ARGUMENT"
+    )
+    err = _map_field_error(rejected, "musicgen", fields)
+    assert isinstance(err, InvalidParameter) and err.field == "duration"
+    assert err.http_status == 422 and "45 is outside" in err.message
+    unnamed = InferenceServerException("bad tensor", status="StatusCode.INVALID_ARGUMENT")
+    err = _map_field_error(unnamed, "musicgen", fields)
+    assert err.code == "invalid_request" and err.http_status == 400
+    down = InferenceServerException("gone", status="StatusCode.UNAVAILABLE")
+    assert isinstance(_map_field_error(down, "musicgen", fields), ServiceUnavailable)

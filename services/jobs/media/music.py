@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common import models
-from services.common.errors import InvalidImage, InvalidParameter
+from services.common.errors import InvalidParameter
 from services.jobs.engines import TritonEngines
 
 ENGINE = "musicgen"
@@ -62,21 +62,13 @@ def generate_music(
         inputs["SEED"] = np.array([seed], dtype=np.int64)
     if guidance_scale is not None:
         inputs["GUIDANCE_SCALE"] = np.array([guidance_scale], dtype=np.float32)
-    try:
-        out = engines.call(
-            models.MUSICGEN,
-            inputs,
-            ("AUDIO", "SAMPLE_RATE"),
-            timeout_s=timeout_s or _DEFAULT_TIMEOUT_S,
-        )
-    except InvalidImage as exc:
-        # TritonEngines reads every INVALID_ARGUMENT as an image problem; here it is
-        # one of the request's values, which the model's message names.
-        message = exc.message
-        for name, field in _API_FIELDS.items():
-            if f"{name}: " in message:
-                raise InvalidParameter(field, message) from exc
-        raise InvalidParameter("prompt", message) from exc
+    out = engines.call(
+        models.MUSICGEN,
+        inputs,
+        ("AUDIO", "SAMPLE_RATE"),
+        timeout_s=timeout_s or _DEFAULT_TIMEOUT_S,
+        fields=_API_FIELDS,
+    )
     samples = np.clip(np.asarray(out["AUDIO"], dtype=np.float32), -1.0, 1.0)
     if samples.ndim != 2 or samples.shape[1] == 0:
         raise ValueError(f"{models.MUSICGEN} returned audio of shape {list(samples.shape)}")

@@ -51,6 +51,14 @@ CATEGORIES = ("upperbody", "lowerbody", "dress")
 ENGINE = "catvton"
 # A generation on a CPU host at CatVTON's 768 x 1024 takes minutes.
 TRYON_TIMEOUT_S = 900.0
+# The pipeline model's inputs the API's fields feed; the model names the one it refuses.
+_API_FIELDS = {
+    "PERSON": "person_image",
+    "GARMENT": "garment_image",
+    "STEPS": "steps",
+    "GUIDANCE_SCALE": "guidance_scale",
+    "SEED": "seed",
+}
 
 # Body proportions in units (a head height) below the top of the head.
 NECK_UNITS = 1.15
@@ -235,7 +243,13 @@ def try_on(
         inputs["GUIDANCE_SCALE"] = np.array([guidance_scale], dtype=np.float32)
     if seed is not None:
         inputs["SEED"] = np.array([seed], dtype=np.int64)
-    out = engines.call(models.CATVTON, inputs, ("IMAGE",), timeout_s=timeout_s or TRYON_TIMEOUT_S)
+    out = engines.call(
+        models.CATVTON,
+        inputs,
+        ("IMAGE",),
+        timeout_s=timeout_s or TRYON_TIMEOUT_S,
+        fields=_API_FIELDS,
+    )
     generated = out["IMAGE"]
     if generated.dtype != np.uint8 or generated.shape != person.shape:
         raise LightboxError(
