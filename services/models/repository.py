@@ -29,6 +29,9 @@ from services.models.contracts import CONTRACTS, HELPERS, ONNX_FILE, PLAN_FILE
 
 _ENSEMBLE = re.compile(r'platform\s*:\s*"ensemble"')
 _STEP = re.compile(r'model_name\s*:\s*"([^"]+)"')
+# Pipeline models: committed python-backend loops that load only once a checkpoint is
+# exported into their checkpoint/ folder.
+PIPELINES = (models.SDXL, models.SDXL_INPAINT, models.MUSICGEN, models.WAN_T2V, models.CATVTON)
 _MODEL_FILES = ("model.py", ONNX_FILE, PLAN_FILE, "model.savedmodel", "model.pt")
 
 
@@ -36,7 +39,9 @@ _MODEL_FILES = ("model.py", ONNX_FILE, PLAN_FILE, "model.savedmodel", "model.pt"
 class ModelDir:
     name: str
     path: Path
-    kind: str  # "onnx" (a contract's file), "front", "helper", "ensemble", "sdxl", "other"
+    # "onnx" (a contract's file), "front", "helper", "ensemble", "pipeline" (a BLS
+    # pipeline over exported components: sdxl, musicgen, wan_t2v, catvton), "other"
+    kind: str
     installed: bool  # its own files are there (not counting what it calls)
 
 
@@ -66,8 +71,9 @@ def _has_model_file(path: Path) -> bool:
     return False
 
 
-def _sdxl_components(path: Path) -> list[str] | None:
-    """The component models an exported SDXL pipeline calls; None when not exported."""
+def _pipeline_components(path: Path) -> list[str] | None:
+    """The component models an exported pipeline (SDXL, MusicGen, WAN, CatVTON) calls,
+    from its checkpoint/pipeline.json; None when not exported."""
     meta = path / "checkpoint" / "pipeline.json"
     if not meta.exists():
         return None
@@ -83,8 +89,8 @@ def describe(repo: Path) -> dict[str, ModelDir]:
             installed = any(
                 (v / f).exists() for v in _versions(path) for f in (ONNX_FILE, PLAN_FILE)
             )
-        elif name in (models.SDXL, models.SDXL_INPAINT) or (path / "checkpoint").exists():
-            kind, installed = "sdxl", _sdxl_components(path) is not None
+        elif name in PIPELINES or (path / "checkpoint").exists():
+            kind, installed = "pipeline", _pipeline_components(path) is not None
         elif name in models.REQUIRES:
             kind, installed = "front", True
         elif name in HELPERS:
@@ -112,8 +118,8 @@ def loadable_models(repo: Path) -> list[str]:
         if d.kind == "ensemble":
             text = (d.path / "config.pbtxt").read_text(errors="replace")
             return sorted(set(_STEP.findall(text)) - {name})
-        if d.kind == "sdxl":
-            return _sdxl_components(d.path) or list(models.REQUIRES.get(name, ()))
+        if d.kind == "pipeline":
+            return _pipeline_components(d.path) or list(models.REQUIRES.get(name, ()))
         return []
 
     def ok(name: str, seen: frozenset[str] = frozenset()) -> bool:

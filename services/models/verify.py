@@ -165,7 +165,7 @@ def verify(
         if only is not None and name not in only:
             continue
         if name not in loadable:
-            production = d.kind in ("onnx", "front", "helper", "sdxl")
+            production = d.kind in ("onnx", "front", "helper", "pipeline")
             status = ABSENT if production else FAILED
             why = "weights not installed" if production else "no model file in any version folder"
             checks.append(Check(name, d.kind, status, detail=why))

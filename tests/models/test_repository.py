@@ -28,7 +28,8 @@ def test_without_weights_only_the_embedded_engines_load(repo: Path) -> None:
     assert sorted(loadable_models(repo)) == EMBEDDED
     kinds = {name: d.kind for name, d in describe(repo).items()}
     assert kinds["matting_birefnet"] == "front" and kinds["matting_isnet"] == "front"
-    assert kinds["sdxl"] == "sdxl" and kinds["matting_classical"] == "other"
+    assert kinds["matting_classical"] == "other"
+    assert kinds["sdxl"] == kinds["musicgen"] == kinds["catvton"] == "pipeline"
 
 
 def test_the_committed_repository_loads_at_least_the_embedded_engines() -> None:
