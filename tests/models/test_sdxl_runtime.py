@@ -19,7 +19,8 @@ from tests.models.sdxl_fixtures import sdxl_checkpoints  # noqa: F401
 
 sp = pipeline_module()
 import schedulers  # noqa: E402  (imported by pipeline_module's path)
-import torch_rng  # noqa: E402
+
+from services.models.pybackend import torch_rng  # noqa: E402
 
 PROMPTS = [
     "a photo of a perfume bottle on a marble table!",

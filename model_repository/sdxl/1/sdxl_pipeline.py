@@ -33,9 +33,9 @@ from schedulers import (
     parse_scheduler_config,
     strength_start,
 )
-from torch_rng import TorchCpuGenerator
 
 from services.models.pybackend.clip_tokenizer import ClipTokenizer
+from services.models.pybackend.torch_rng import TorchCpuGenerator
 
 # Component keys -> (input names, output names) of the exported ONNX models; export.py
 # writes exactly these signatures.

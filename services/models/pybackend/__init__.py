@@ -4,6 +4,8 @@ instead of copied into each model's version folder:
     triton_bls      typed config.pbtxt `parameters`, tensor dtype checks against the
                     config, BLS calls to other models with their errors, error responses
     clip_tokenizer  CLIP's BPE tokenizer in plain Python (sdxl, segment_clipseg)
+    torch_rng       torch's CPU random normals in numpy, so a seed gives diffusers'
+                    latents without torch in the stub (sdxl, wan_t2v)
     matting, matting_model
                     the learned-matting front (matting_isnet, matting_birefnet)
     tiling, upscale_model

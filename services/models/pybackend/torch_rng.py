@@ -1,7 +1,7 @@
 """torch's CPU random normals in numpy: `TorchCpuGenerator(seed).randn(shape)` gives
 what `torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))` gives
 (to float32 rounding), call after call, so a seed means the same image here as in
-diffusers without torch inside Triton.
+diffusers without torch inside Triton. Shared by the sdxl and wan_t2v pipeline models.
 
 torch's CPU generator is a standard MT19937 seeded with init_genrand(seed & 0xffffffff),
 which is also numpy's legacy seeding. For a contiguous float32 tensor of 16 or more
