@@ -84,6 +84,8 @@ INSTALL_HINT: dict[str, str] = {
     "export catvton DIR`.",
     MUSICGEN: "Export MusicGen (facebook/musicgen-small, a transformers folder) with "
     "`lightbox models export musicgen CHECKPOINT_DIR` (docs/musicgen.md).",
+    WAN_T2V: "Export WAN 2.1 text to video (Wan-AI/Wan2.1-T2V-1.3B-Diffusers) with "
+    "`lightbox models export wan DIFFUSERS_DIR` (docs/wan.md).",
     SEGMENT_CLIPSEG: "Install CLIPSeg with `lightbox models install segment_clipseg FILE.onnx`,"
     " or send a `mask` instead of a prompt.",
 }

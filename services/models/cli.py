@@ -6,7 +6,7 @@ lightbox models install NAME FILE [--sha256 HEX]    an ONNX file into NAME's mod
     [--target cpu|gpu] [--rename OLD=NEW ...]       checked against its contract
     [--tokenizer DIR]
 lightbox models export NAME CHECKPOINT              torch checkpoint -> ONNX, validated
-    [--target cpu|gpu] [--fp16]                     (upscale_realesrgan; sdxl; musicgen;
+    [--target cpu|gpu] [--fp16]                     (upscale_realesrgan; sdxl; wan; musicgen;
                                                     catvton: CHECKPOINT is the folder
                                                     of docs/catvton.md)
 lightbox models render --target cpu|gpu             every installed model's config.pbtxt
@@ -37,6 +37,8 @@ from pathlib import Path
 from services.common.triton import MODEL_REPOSITORY
 
 SDXL_NAMES = ("sdxl", "sdxl_inpaint")
+# WAN 2.1 text to video (services/models/wan): `export wan DIFFUSERS_DIR`.
+WAN_NAMES = ("wan", "wan_t2v")
 EXIT_UNREACHABLE = 3
 DEFAULT_TEST_MODELS = Path(".lightbox") / "test-models"
 
@@ -285,6 +287,19 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.name in WAN_NAMES:
+        if args.fp16:
+            print(
+                "wan exports float32 ONNX; the gpu target runs the transformer in FP16 "
+                "through TensorRT (docs/wan.md)",
+                file=sys.stderr,
+            )
+            return 2
+        from services.models.wan.__main__ import main as wan_main
+
+        return wan_main(
+            ["export", str(args.checkpoint), "--repo", str(args.repo), "--target", args.target]
+        )
     if args.name == "catvton":
         from services.models.catvton.__main__ import main as catvton_main
 

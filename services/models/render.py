@@ -186,8 +186,8 @@ def render_config(model_dir: Path, contract: Contract, target: str) -> str:
 
 
 def render_all(repo: Path, target: str) -> list[Path]:
-    """Render every installed contract model in `repo`, then the SDXL, CatVTON and
-    MusicGen components (when services.models.sdxl is present and something was
+    """Render every installed contract model in `repo`, then the SDXL, WAN, CatVTON
+    and MusicGen components (when services.models.sdxl is present and something was
     exported); returns the paths."""
     written: list[Path] = []
     for contract in CONTRACTS.values():
@@ -197,9 +197,11 @@ def render_all(repo: Path, target: str) -> list[Path]:
             written.append(model_dir / "config.pbtxt")
     try:
         from services.models.sdxl import render_sdxl_configs
+        from services.models.wan import render_wan_configs
     except ImportError:
         return written
     written += render_sdxl_configs(repo, target)
+    written += render_wan_configs(repo, target)
     from services.models.catvton.configs import render_catvton_configs
 
     written += render_catvton_configs(repo, target)

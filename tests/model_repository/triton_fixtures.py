@@ -123,6 +123,7 @@ def copy_repository(dest: Path) -> Path:
             or n.endswith((".onnx", ".plan"))
             or (top and (n.endswith("_onnx") or n.startswith(".")))
             or (top and n.startswith("sdxl_") and n != "sdxl_inpaint")
+            or (top and n.startswith("wan_t2v_"))
             or n == "checkpoint"
         }
 

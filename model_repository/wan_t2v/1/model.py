@@ -60,7 +60,16 @@ _IO = {
     "VIDEO": np.uint8,
     "VIDEO_FLOAT": np.float32,
 }
-_INPUTS = ("PROMPT", "NEGATIVE_PROMPT", "WIDTH", "HEIGHT", "NUM_FRAMES", "STEPS", "GUIDANCE_SCALE", "SEED")
+_INPUTS = (
+    "PROMPT",
+    "NEGATIVE_PROMPT",
+    "WIDTH",
+    "HEIGHT",
+    "NUM_FRAMES",
+    "STEPS",
+    "GUIDANCE_SCALE",
+    "SEED",
+)
 
 
 class TritonPythonModel:
@@ -76,7 +85,9 @@ class TritonPythonModel:
         self.checkpoint = Checkpoint.load(checkpoint_dir)
         self.pipeline = WanPipeline(self.checkpoint, self._call_component)
 
-    def _call_component(self, component: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _call_component(
+        self, component: str, inputs: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         outputs = list(COMPONENT_IO[component][1])
         found = bls(self.checkpoint.components[component], inputs, outputs)
         return dict(zip(outputs, found, strict=True))

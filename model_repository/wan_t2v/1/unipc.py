@@ -51,7 +51,9 @@ def parse_config(raw: dict[str, Any]) -> UniPCConfig:
     this port does not reproduce."""
     name = raw.get("_class_name", "UniPCMultistepScheduler")
     if name != "UniPCMultistepScheduler":
-        raise ValueError(f"scheduler {name} is not supported; WAN 2.1 ships UniPCMultistepScheduler")
+        raise ValueError(
+            f"scheduler {name} is not supported; WAN 2.1 ships UniPCMultistepScheduler"
+        )
     for key, expected in _REQUIRED.items():
         value = raw.get(key, expected)
         if value != expected and not (expected is None and not value):
@@ -147,7 +149,9 @@ class UniPC:
             x_t = x_t - alpha_t * b_h * pred_res
         return x_t.astype(np.float32)
 
-    def _correct(self, model_t: np.ndarray, last: np.ndarray, this: np.ndarray, order: int) -> np.ndarray:
+    def _correct(
+        self, model_t: np.ndarray, last: np.ndarray, this: np.ndarray, order: int
+    ) -> np.ndarray:
         """UniC: the current sample corrected with the model output at it."""
         i = self.step_index
         m0 = self.model_outputs[-1]

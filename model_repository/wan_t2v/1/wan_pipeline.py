@@ -69,7 +69,14 @@ class PipelineParams:
 
 def check_params(params: PipelineParams) -> PipelineParams:
     """ValueError (the model does not load) for limits that contradict each other."""
-    for key in ("min_side", "max_side", "max_pixels", "max_frames", "max_steps", "max_prompt_chars"):
+    for key in (
+        "min_side",
+        "max_side",
+        "max_pixels",
+        "max_frames",
+        "max_steps",
+        "max_prompt_chars",
+    ):
         if getattr(params, key) <= 0:
             raise ValueError(f"{key} must be positive, got {getattr(params, key)}")
     if params.min_side > params.max_side:
@@ -213,9 +220,7 @@ def settle(
     if not 1 <= frames <= params.max_frames:
         raise RequestError("NUM_FRAMES", f"{frames} is outside 1..{params.max_frames}")
     if (frames - 1) % k:
-        raise RequestError(
-            "NUM_FRAMES", f"{frames} is not {k}k+1 (1, {k + 1}, {2 * k + 1}, ...)"
-        )
+        raise RequestError("NUM_FRAMES", f"{frames} is not {k}k+1 (1, {k + 1}, {2 * k + 1}, ...)")
     steps = params.default_steps if request.steps is None else request.steps
     if not 1 <= steps <= params.max_steps:
         raise RequestError("STEPS", f"{steps} is outside 1..{params.max_steps}")
@@ -223,7 +228,9 @@ def settle(
         params.default_guidance_scale if request.guidance_scale is None else request.guidance_scale
     )
     if not (math.isfinite(guidance) and 0 <= guidance <= params.max_guidance_scale):
-        raise RequestError("GUIDANCE_SCALE", f"{guidance} is outside 0..{params.max_guidance_scale}")
+        raise RequestError(
+            "GUIDANCE_SCALE", f"{guidance} is outside 0..{params.max_guidance_scale}"
+        )
     seed = random_seed() if request.seed is None else request.seed
     if not 0 <= seed <= MAX_SEED:
         raise RequestError("SEED", f"{seed} is outside 0..{MAX_SEED}")

@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.models.sdxl.configs import RUNNER, onnx_signature
+from services.models.sdxl.configs import RUNNER, TensorSpec, onnx_signature
 from services.models.wan.export import NAME, ONNX_COMPONENTS, ONNX_FILE
 
 TARGETS = ("cpu", "gpu")
@@ -41,7 +41,7 @@ class GpuProfile:
     workspace_bytes: int = 16 << 30
 
 
-def _block(kind: str, specs: list, triton_dims: dict[str, list[int]] | None = None) -> str:
+def _block(kind: str, specs: list[TensorSpec]) -> str:
     rows = []
     for s in specs:
         dims = s.dims
@@ -75,16 +75,22 @@ def render_component(
         raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
     model = f"{name}_{component}"
     model_dir = repo / model
-    head = f"# Rendered by services.models.wan.configs for target {target}; re-rendering overwrites edits.\n"
+    head = (
+        f"# Rendered by services.models.wan.configs for target {target}; "
+        "re-rendering overwrites edits.\n"
+    )
     if component == "vae_decoder":
         if not (model_dir / "1" / "vae").is_dir():
-            raise FileNotFoundError(f"{model_dir / '1' / 'vae'} is missing: export the checkpoint first")
+            raise FileNotFoundError(
+                f"{model_dir / '1' / 'vae'} is missing: export the checkpoint first"
+            )
         kind = "KIND_GPU" if target == "gpu" else "KIND_CPU"
         text = (
             head
             + f'name: "{model}"\nbackend: "python"\nmax_batch_size: 0\n\n'
             + "input [\n"
-            + f'  {{ name: "latent" data_type: TYPE_FP32 dims: [ 1, {meta["latent_channels"]}, -1, -1, -1 ] }}\n'
+            + f'  {{ name: "latent" data_type: TYPE_FP32 '
+            f"dims: [ 1, {meta['latent_channels']}, -1, -1, -1 ] }}\n"
             + "]\noutput [\n"
             + '  { name: "video" data_type: TYPE_FP32 dims: [ 1, 3, -1, -1, -1 ] }\n'
             + "]\n\n"

@@ -225,8 +225,14 @@ def _wrappers(parts: dict[str, Any]) -> dict[str, Any]:
 
 
 def sample_inputs(
-    component: str, parts: dict[str, Any], batch: int, frames: int, lat_h: int, lat_w: int,
-    tokens: int, seed: int,
+    component: str,
+    parts: dict[str, Any],
+    batch: int,
+    frames: int,
+    lat_h: int,
+    lat_w: int,
+    tokens: int,
+    seed: int,
 ) -> tuple[Any, ...]:
     """Random inputs for one component; text masks end early in some rows, like padded
     prompts."""
@@ -291,7 +297,12 @@ def _export_one(module: Any, args: tuple[Any, ...], component: str, dest: Path) 
         with torch.no_grad(), warnings.catch_warnings():
             # The tracer warns at every Python-side shape check; the check at another
             # shape below is what shows whether the trace generalises.
-            for category in (torch.jit.TracerWarning, UserWarning, DeprecationWarning, FutureWarning):
+            for category in (
+                torch.jit.TracerWarning,
+                UserWarning,
+                DeprecationWarning,
+                FutureWarning,
+            ):
                 warnings.simplefilter("ignore", category)
             torch.onnx.export(
                 module,
@@ -317,7 +328,9 @@ def _export_one(module: Any, args: tuple[Any, ...], component: str, dest: Path) 
     return external
 
 
-def validate(module: Any, onnx_path: Path, args: tuple[Any, ...], component: str) -> tuple[float, float]:
+def validate(
+    module: Any, onnx_path: Path, args: tuple[Any, ...], component: str
+) -> tuple[float, float]:
     """(max abs diff ONNX vs torch, max abs reference value)."""
     import onnxruntime as ort
     import torch
@@ -376,8 +389,16 @@ def export_wan(
             size += dest.with_name(EXTERNAL_DATA_FILE).stat().st_size
         report.components.append(
             ComponentReport(
-                component, model_name, str(dest), size, "onnx", diff, scale, tolerance,
-                bool(diff <= tolerance), round(time.monotonic() - t0, 2),
+                component,
+                model_name,
+                str(dest),
+                size,
+                "onnx",
+                diff,
+                scale,
+                tolerance,
+                bool(diff <= tolerance),
+                round(time.monotonic() - t0, 2),
             )
         )
     t0 = time.monotonic()
@@ -390,8 +411,16 @@ def export_wan(
     vae_bytes = sum(f.stat().st_size for f in (decoder / "vae").rglob("*") if f.is_file())
     report.components.append(
         ComponentReport(
-            "vae_decoder", f"{name}_vae_decoder", str(decoder / "vae"), vae_bytes,
-            "torch (python backend)", None, None, None, True, round(time.monotonic() - t0, 2),
+            "vae_decoder",
+            f"{name}_vae_decoder",
+            str(decoder / "vae"),
+            vae_bytes,
+            "torch (python backend)",
+            None,
+            None,
+            None,
+            True,
+            round(time.monotonic() - t0, 2),
         )
     )
     write_checkpoint(diffusers_dir, out_repo / name / "checkpoint", parts, name)

@@ -62,7 +62,15 @@ def write_tokenizer(out_dir: Path) -> int:
     """A UMT5-style tokenizer (tokenizer.json: Metaspace pre-tokenizer, Unigram model,
     `</s>` appended; <pad>=0, </s>=1, <unk>=2 as in UMT5) plus the transformers config
     files; returns the vocabulary size."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
@@ -230,12 +238,16 @@ def load_diffusers_pipeline(folder: Path, scheduler: Any = None) -> Any:
     return pipe
 
 
-def write_tiny(repo: Path, *, seed: int = 0, target: str = "cpu") -> Any:
-    """Build a tiny WAN checkpoint (in `repo/.wan_tiny_checkpoint`, outside Triton's view
-    of model folders) and export it into `repo` for `target`, next to the committed
-    pipeline model `repo/wan_t2v` (copied there when missing). Returns the
-    ExportReport; serve `wan_t2v` and its three components."""
+def write_tiny(
+    repo: Path, *, seed: int = 0, target: str = "cpu", checkpoint_dir: Path | None = None
+) -> Any:
+    """Export a tiny random-weight WAN checkpoint into the model repository `repo` for
+    `target`, next to the committed pipeline model `repo/wan_t2v` (copied there when
+    missing), so that `wan_t2v` and its three components serve. The diffusers folder
+    is built in `checkpoint_dir` (kept, e.g. for diffusers' reference pipeline) or in a
+    temporary directory. Returns the ExportReport."""
     import shutil
+    import tempfile
 
     from services.common.triton import MODEL_REPOSITORY
     from services.models.wan.export import NAME, export_wan
@@ -244,7 +256,12 @@ def write_tiny(repo: Path, *, seed: int = 0, target: str = "cpu") -> Any:
     pipeline = repo / NAME
     if not (pipeline / "config.pbtxt").exists():
         shutil.copytree(
-            MODEL_REPOSITORY / NAME, pipeline, ignore=shutil.ignore_patterns("__pycache__", "checkpoint")
+            MODEL_REPOSITORY / NAME,
+            pipeline,
+            ignore=shutil.ignore_patterns("__pycache__", "checkpoint"),
         )
-    folder = make_tiny_wan(repo / ".wan_tiny_checkpoint", seed=seed)
-    return export_wan(folder, repo, target=target)
+    if checkpoint_dir is not None:
+        return export_wan(make_tiny_wan(checkpoint_dir, seed=seed), repo, target=target)
+    with tempfile.TemporaryDirectory(prefix="wan-tiny-") as tmp:
+        folder = make_tiny_wan(Path(tmp) / "checkpoint", seed=seed)
+        return export_wan(folder, repo, target=target)

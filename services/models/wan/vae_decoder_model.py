@@ -78,7 +78,9 @@ class TritonPythonModel:
                 out = video.float().cpu().numpy()
         except Exception as exc:  # one failed request must not take the others down
             pb_utils.Logger.log_error(f"{self.name} failed: {traceback.format_exc()}")
-            return _error(f"{self.name} failed: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL)
+            return _error(
+                f"{self.name} failed: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL
+            )
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("video", out)])
 
 
