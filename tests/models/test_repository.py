@@ -29,7 +29,7 @@ def test_without_weights_only_the_embedded_engines_load(repo: Path) -> None:
     kinds = {name: d.kind for name, d in describe(repo).items()}
     assert kinds["matting_birefnet"] == "front" and kinds["matting_isnet"] == "front"
     assert kinds["matting_classical"] == "other"
-    assert kinds["sdxl"] == kinds["musicgen"] == kinds["catvton"] == "pipeline"
+    assert kinds["sdxl"] == kinds["musicgen"] == kinds["catvton"] == kinds["wan_t2v"] == "pipeline"
 
 
 def test_the_committed_repository_loads_at_least_the_embedded_engines() -> None:

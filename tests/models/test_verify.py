@@ -85,3 +85,21 @@ def test_broken_model_folders_fail_loudly(
     argv = ["verify", "--repo", str(repo), "--timeout", "60", "--only", "no_config"]
     assert cli.main(argv) == 1
     assert "verify FAILED: no_config" in capsys.readouterr().err
+
+
+def test_pipeline_components_are_named_by_their_pipeline(tmp_path: Path) -> None:
+    """Components of an exported pipeline (SDXL, WAN) are loaded by verify but run only
+    through their pipeline model: their dynamic dims say nothing of sensible sizes."""
+    import json
+
+    from services.models.repository import describe
+    from services.models.verify import pipeline_components
+
+    for name in ("wan_t2v", "wan_t2v_transformer", "other"):
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "config.pbtxt").write_text(f'name: "{name}"\n')
+    (tmp_path / "wan_t2v" / "checkpoint").mkdir()
+    (tmp_path / "wan_t2v" / "checkpoint" / "pipeline.json").write_text(
+        json.dumps({"components": {"transformer": "wan_t2v_transformer"}})
+    )
+    assert pipeline_components(describe(tmp_path)) == {"wan_t2v_transformer": "wan_t2v"}
