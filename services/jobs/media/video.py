@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from services.common import models
-from services.common.errors import InvalidImage, InvalidParameter, LightboxError
+from services.common.errors import (
+    GpuOutOfMemory,
+    InvalidImage,
+    InvalidParameter,
+    LightboxError,
+    ModelUnavailable,
+    ServiceUnavailable,
+)
 from services.jobs.engines import TritonEngines
 
 FPS = 16
@@ -34,6 +41,7 @@ _FIELD = re.compile(
     r"\b(PROMPT|NEGATIVE_PROMPT|WIDTH|HEIGHT|NUM_FRAMES|STEPS|GUIDANCE_SCALE|SEED): "
 )
 _API_FIELD = {"NUM_FRAMES": "duration"}
+_OUT_OF_MEMORY = re.compile(r"out of memory|failed to allocate memory", re.IGNORECASE)
 # FFmpeg's AVCOL_*_SMPTE170M (BT.601 525) and AVCOL_RANGE_MPEG.
 _BT601 = 6
 _LIMITED_RANGE = 1
@@ -65,8 +73,9 @@ def generate_video(
     """(uint8 [T, H, W, 3] RGB frames, engine name) for the prompt; T = frame_count.
 
     ModelUnavailable (503, not charged) unless wan_t2v and its components are ready;
-    a value the model refuses is InvalidParameter naming the field; Triton failures
-    are mapped as for every stage (ServiceUnavailable when transient)."""
+    a value the model refuses is InvalidParameter naming the field; a component out of
+    GPU memory is GpuOutOfMemory (503); other Triton failures are mapped as for every
+    stage (ServiceUnavailable when transient)."""
     engines.require(models.WAN_T2V)
     try:
         frames = frame_count(duration_s)
@@ -95,6 +104,17 @@ def generate_video(
         found = _FIELD.search(str(exc))
         field = found.group(1) if found else "prompt"
         raise InvalidParameter(_API_FIELD.get(field, field.lower()), str(exc)) from exc
+    except (ServiceUnavailable, ModelUnavailable):
+        raise
+    except LightboxError as exc:
+        # A component that ran out of GPU memory (torch's VAE decode, onnxruntime's
+        # CUDA/TensorRT arena) fails the pipeline with INTERNAL and says so in words.
+        if _OUT_OF_MEMORY.search(str(exc)):
+            raise GpuOutOfMemory(
+                f"{models.WAN_T2V} ran out of GPU memory for {frames} frames at "
+                f"{width}x{height}: {exc}"
+            ) from exc
+        raise
     video = out["VIDEO"]
     if video.dtype != np.uint8 or video.shape != (frames, height, width, 3):
         raise LightboxError(

@@ -76,6 +76,13 @@ class TritonPythonModel:
                 z = torch.from_numpy(np.ascontiguousarray(latent, dtype=np.float32))
                 video = self.vae.decode(z.to(self.device), return_dict=False)[0]
                 out = video.float().cpu().numpy()
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            return _error(
+                f"{self.name}: out of memory decoding {list(latent.shape)} latents on "
+                f"{self.device}: {exc}",
+                pb_utils.TritonError.INTERNAL,
+            )
         except Exception as exc:  # one failed request must not take the others down
             pb_utils.Logger.log_error(f"{self.name} failed: {traceback.format_exc()}")
             return _error(

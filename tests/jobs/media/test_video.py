@@ -65,3 +65,34 @@ def test_mp4_refuses_what_h264_yuv420p_cannot_hold() -> None:
         encode_mp4(np.zeros((3, 31, 48, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         encode_mp4(np.zeros((3, 32, 48, 3), np.float32))
+
+
+class _FailingEngines:
+    """TritonEngines' two methods generate_video uses, with the call failing as a
+    component out of GPU memory reaches the worker (INTERNAL, said in words)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def require(self, model: str) -> None:
+        assert model == "wan_t2v"
+
+    def call(self, model: str, inputs: dict, outputs: tuple, timeout_s: float | None = None):
+        raise self.error
+
+
+def test_gpu_out_of_memory_is_its_own_error() -> None:
+    from services.common.errors import GpuOutOfMemory, LightboxError
+    from services.jobs.media.video import generate_video
+
+    oom = LightboxError(
+        "Triton: wan_t2v failed: INTERNAL: wan_t2v: component wan_t2v_vae_decoder: "
+        "out of memory decoding [1, 16, 21, 60, 104] latents on cuda:0"
+    )
+    with pytest.raises(GpuOutOfMemory) as caught:
+        generate_video(_FailingEngines(oom), "a cat", width=832, height=480, duration_s=5)
+    assert caught.value.http_status == 503 and "81 frames at 832x480" in str(caught.value)
+    other = LightboxError("Triton: wan_t2v failed: INTERNAL: something else")
+    with pytest.raises(LightboxError) as caught:
+        generate_video(_FailingEngines(other), "a cat", width=832, height=480, duration_s=5)
+    assert type(caught.value) is LightboxError
