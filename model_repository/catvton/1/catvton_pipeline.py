@@ -33,7 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from ddim import Ddim, DdimConfig, parse_ddim_config
-from torch_rng import TorchCpuGenerator
+
+from services.models.pybackend.torch_rng import TorchCpuGenerator
 
 # Component keys -> (input names, output names) of the exported ONNX models;
 # services/models/catvton/export.py writes exactly these signatures.
