@@ -157,7 +157,8 @@ def test_generate_video_is_the_pipeline_output(engines: TritonEngines, client: A
 def test_generate_video_names_the_bad_field(engines: TritonEngines) -> None:
     with pytest.raises(InvalidParameter) as caught:
         generate_video(engines, "a cat", width=40, height=32, duration_s=0.25, steps=1, seed=1)
-    assert caught.value.field == "width" and caught.value.http_status == 422
+    assert caught.value.field == "resolution" and caught.value.http_status == 422
+    assert "WIDTH: 40 is not a multiple of 16" in str(caught.value)
     with pytest.raises(InvalidParameter) as caught:
         generate_video(engines, "a cat", width=48, height=32, duration_s=11, steps=1, seed=1)
     assert caught.value.field == "duration"  # 177 frames: past max_frames

@@ -21,7 +21,6 @@ import numpy as np
 from services.common import models
 from services.common.errors import (
     GpuOutOfMemory,
-    InvalidImage,
     InvalidParameter,
     LightboxError,
     ModelUnavailable,
@@ -36,11 +35,19 @@ ENGINE = "wan2.1-t2v"
 VIDEO_TIMEOUT_S = 3600.0
 # WAN's VAE: 4 frames per latent frame after the first.
 _TEMPORAL = 4
-# The pipeline model names the offending input first: "NUM_FRAMES: 20 is not 4k+1".
-_FIELD = re.compile(
-    r"\b(PROMPT|NEGATIVE_PROMPT|WIDTH|HEIGHT|NUM_FRAMES|STEPS|GUIDANCE_SCALE|SEED): "
-)
-_API_FIELD = {"NUM_FRAMES": "duration"}
+# The pipeline model's inputs -> the API's fields, for the rejections it names
+# ("NUM_FRAMES: 20 is not 4k+1"): width and height come from `resolution`, the frame
+# count from `duration`.
+_API_FIELDS = {
+    "PROMPT": "prompt",
+    "NEGATIVE_PROMPT": "negative_prompt",
+    "WIDTH": "resolution",
+    "HEIGHT": "resolution",
+    "NUM_FRAMES": "duration",
+    "STEPS": "steps",
+    "GUIDANCE_SCALE": "guidance_scale",
+    "SEED": "seed",
+}
 _OUT_OF_MEMORY = re.compile(r"out of memory|failed to allocate memory", re.IGNORECASE)
 # FFmpeg's AVCOL_*_SMPTE170M (BT.601 525) and AVCOL_RANGE_MPEG.
 _BT601 = 6
@@ -97,14 +104,13 @@ def generate_video(
         inputs["GUIDANCE_SCALE"] = np.array([guidance_scale], np.float32)
     try:
         out = engines.call(
-            models.WAN_T2V, inputs, ("VIDEO",), timeout_s=timeout_s or VIDEO_TIMEOUT_S
+            models.WAN_T2V,
+            inputs,
+            ("VIDEO",),
+            timeout_s=timeout_s or VIDEO_TIMEOUT_S,
+            fields=_API_FIELDS,
         )
-    except InvalidImage as exc:
-        # TritonEngines reads INVALID_ARGUMENT as a bad image; here it is a bad value.
-        found = _FIELD.search(str(exc))
-        field = found.group(1) if found else "prompt"
-        raise InvalidParameter(_API_FIELD.get(field, field.lower()), str(exc)) from exc
-    except (ServiceUnavailable, ModelUnavailable):
+    except (InvalidParameter, ServiceUnavailable, ModelUnavailable):
         raise
     except LightboxError as exc:
         # A component that ran out of GPU memory (torch's VAE decode, onnxruntime's

@@ -77,7 +77,14 @@ class _FailingEngines:
     def require(self, model: str) -> None:
         assert model == "wan_t2v"
 
-    def call(self, model: str, inputs: dict, outputs: tuple, timeout_s: float | None = None):
+    def call(
+        self,
+        model: str,
+        inputs: dict,
+        outputs: tuple,
+        timeout_s: float | None = None,
+        fields: dict | None = None,
+    ):
         raise self.error
 
 
