@@ -60,7 +60,7 @@ UPSCALE_SCALES = (2, 4)
 _TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED")
 
 
-# Samplers the SDXL pipeline models take (model_repository/sdxl/1/schedulers.py);
+# Samplers the SDXL pipeline models take (services/models/pybackend/schedulers.py);
 # the *_trailing ones are the few-step settings for Lightning/Turbo-style checkpoints.
 SDXL_SCHEDULERS = ("euler", "euler_a", "dpmpp_2m_karras", "euler_trailing", "euler_a_trailing")
 # A whole generation on one call: seconds on a GPU, minutes for big sizes on a CPU.

@@ -18,7 +18,7 @@ from services.models.sdxl.reference import diffusers_scheduler, pipeline_module
 from tests.models.sdxl_fixtures import sdxl_checkpoints  # noqa: F401
 
 sp = pipeline_module()
-import schedulers  # noqa: E402  (imported by pipeline_module's path)
+from services.models.pybackend import schedulers  # noqa: E402
 
 from services.models.pybackend import torch_rng  # noqa: E402
 

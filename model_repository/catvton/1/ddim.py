@@ -2,7 +2,7 @@
 `from_pretrained` on a checkpoint's scheduler_config.json, as CatVTON builds it.
 
 The noise schedule (betas, cumulative alphas) comes from SDXL's samplers module
-(schedulers.py, linked beside this file), which reproduces torch's float32 tables bit
+(services/models/pybackend/schedulers.py), which reproduces torch's float32 tables bit
 for bit; the step is diffusers' formula in float32. With eta > 0 each step adds fresh
 noise drawn from the request's generator, in diffusers' order (one draw per step, the
 shape of the latents), so a seed gives the same image as in torch.
@@ -20,7 +20,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from schedulers import SchedulerConfig, alphas_cumprod
+
+from services.models.pybackend.schedulers import SchedulerConfig, alphas_cumprod
 
 
 class DdimConfigError(ValueError):

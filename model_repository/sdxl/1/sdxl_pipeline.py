@@ -26,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from schedulers import (
+
+from services.models.pybackend.clip_tokenizer import ClipTokenizer
+from services.models.pybackend.schedulers import (
     SCHEDULERS,
     SchedulerConfig,
     make_scheduler,
     parse_scheduler_config,
     strength_start,
 )
-
-from services.models.pybackend.clip_tokenizer import ClipTokenizer
 from services.models.pybackend.torch_rng import TorchCpuGenerator
 
 # Component keys -> (input names, output names) of the exported ONNX models; export.py

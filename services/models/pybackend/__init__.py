@@ -5,7 +5,9 @@ instead of copied into each model's version folder:
                     config, BLS calls to other models with their errors, error responses
     clip_tokenizer  CLIP's BPE tokenizer in plain Python (sdxl, segment_clipseg)
     torch_rng       torch's CPU random normals in numpy, so a seed gives diffusers'
-                    latents without torch in the stub (sdxl, wan_t2v)
+                    latents without torch in the stub (sdxl, wan_t2v, catvton)
+    schedulers      SDXL's samplers and the noise tables in numpy with diffusers'
+                    numerics (sdxl, sdxl_inpaint; catvton's DDIM uses its tables)
     matting, matting_model
                     the learned-matting front (matting_isnet, matting_birefnet)
     tiling, upscale_model

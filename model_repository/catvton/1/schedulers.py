@@ -1,1 +1,0 @@
-../../sdxl/1/schedulers.py
