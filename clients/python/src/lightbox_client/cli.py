@@ -142,7 +142,8 @@ def _add_profile(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lightbox-client",
-        description="Lightbox API client: operations on files, catalog batches, account.",
+        description="Lightbox API client: operations on files, audio, video and try-on, "
+        "catalog batches, account.",
     )
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
