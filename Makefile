@@ -54,6 +54,7 @@ bench: $(GEN_STAMP) models
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests clients/python
 	$(VENV)/bin/ruff format --check services tests clients/python
+	$(VENV)/bin/mypy --strict clients/python/src
 
 clean:
 	rm -rf gen $(VENV) .lightbox out

@@ -31,6 +31,10 @@ def detail(code: str, **extra: object) -> dict[str, object]:
         (422, "image_too_large", e.ImageTooLarge),
         (422, "image_too_small", e.ImageTooSmall),
         (422, "unknown_placement", e.UnknownPlacement),
+        (422, "wrong_aspect_ratio", e.WrongAspectRatio),
+        (422, "invalid_category", e.InvalidCategory),
+        (422, "body_segmentation_failed", e.BodySegmentationFailedAnswer),
+        (503, "gpu_out_of_memory", e.GpuOutOfMemoryAnswer),
         (429, "rate_limited", e.RateLimited),
         (503, "model_unavailable", e.ModelUnavailable),
         (503, "overloaded", e.Overloaded),
@@ -48,6 +52,25 @@ def test_codes_map_to_their_exceptions(status: int, code: str, cls: type[e.APIEr
 def test_invalid_parameter_names_its_field() -> None:
     exc = e.error_from_response(422, detail("invalid_parameter", field="scale"))
     assert isinstance(exc, e.InvalidParameter) and exc.field == "scale"
+
+
+def test_photo_size_codes_carry_received_size() -> None:
+    exc = e.error_from_response(422, detail("image_too_small", received_size=[99, 150]))
+    assert isinstance(exc, e.ImageTooSmall) and exc.received_size == (99, 150)
+    exc = e.error_from_response(422, detail("wrong_aspect_ratio", received_size=[200, 150]))
+    assert isinstance(exc, e.WrongAspectRatio) and exc.received_size == (200, 150)
+    assert e.error_from_response(422, detail("invalid_category")).received_size is None
+
+
+def test_job_ending_codes_are_one_class_for_an_answer_and_a_failed_job() -> None:
+    answer = e.error_from_response(503, detail("gpu_out_of_memory"), {"Retry-After": "9"})
+    assert isinstance(answer, e.GpuOutOfMemory) and isinstance(answer, e.ServiceUnavailable)
+    assert answer.retry_after == 9.0
+    answer = e.error_from_response(422, detail("body_segmentation_failed"))
+    assert isinstance(answer, e.BodySegmentationFailed) and isinstance(answer, e.InvalidParameter)
+    assert issubclass(e.JobGpuOutOfMemory, e.GpuOutOfMemory)
+    assert issubclass(e.JobBodySegmentationFailed, e.BodySegmentationFailed)
+    assert e.JOB_FAILED_BY_CODE["gpu_out_of_memory"] is e.JobGpuOutOfMemory
 
 
 def test_rate_limited_and_unavailable_keep_retry_after() -> None:

@@ -48,7 +48,7 @@ def test_pip_install_into_a_fresh_venv_and_run_the_cli(tmp_path: Path) -> None:
     shared = Path(sysconfig.get_paths()["purelib"])
     (site / "shared-httpx.pth").write_text(str(shared) + "\n")
     help_text = run(env / "bin" / "lightbox-client", "--help")
-    for command in ("product-photo", "remove-background", "batch", "balance", "profile"):
+    for command in ("product-photo", "remove-background", "batch", "balance", "profile", "tryon"):
         assert command in help_text
     batch_help = run(env / "bin" / "lightbox-client", "batch", "--help")
     assert "--dry-run" in batch_help and "--profile" in batch_help

@@ -1,8 +1,11 @@
 """Sending one API call with the retry policy, over a sync or an async httpx client.
 
-What is retried: 429 (after its Retry-After), 503 other than model_unavailable,
-connection errors and timeouts, and any other 5xx on a GET. Everything else (a
-validation error above all) is raised at once. A submit always carries an
+What is retried: 429 (after its Retry-After), 503 other than model_unavailable and
+gpu_out_of_memory, connection errors and timeouts, and any other 5xx on a GET.
+Everything else (a validation error above all) is raised at once. The two 503s are
+not worth a wait: a model is there only once an operator installs it, and a request
+that ran a GPU out of memory failed for good (a retry under the same key answers the
+same failed job); the caller decides whether to ask again for less. A submit always carries an
 Idempotency-Key, the same on every attempt, so a retried submit whose first attempt
 did reach the server returns that job instead of charging again."""
 
@@ -21,6 +24,7 @@ from lightbox_client._version import __version__
 from lightbox_client.errors import (
     APIError,
     ConnectionFailed,
+    GpuOutOfMemory,
     ModelUnavailable,
     RateLimited,
     ServiceUnavailable,
@@ -64,7 +68,7 @@ def retryable(method: str, exc: Exception) -> tuple[bool, float | None]:
     """Whether `exc` is worth another attempt, and the server's Retry-After if it set one."""
     if isinstance(exc, httpx.TransportError):
         return True, None
-    if isinstance(exc, ModelUnavailable):
+    if isinstance(exc, (ModelUnavailable, GpuOutOfMemory)):
         return False, None
     if isinstance(exc, (RateLimited, ServiceUnavailable)):
         return True, exc.retry_after

@@ -1,6 +1,7 @@
 """`lightbox-client`: one command per operation on one or many files, `batch` for a
-catalog, and the account, job and profile reads. The server and key come from
---base-url/--api-key or LIGHTBOX_BASE_URL/LIGHTBOX_API_KEY.
+catalog, `audio`, `video` and `tryon` (one job each, into one file), and the account,
+job and profile reads. The server and key come from --base-url/--api-key or
+LIGHTBOX_BASE_URL/LIGHTBOX_API_KEY.
 
 Exit status: 0 all done, 1 something failed (or the API refused), 2 bad usage or a
 refused catalog, 130 interrupted (a re-run of a batch picks up where it stopped)."""
@@ -21,9 +22,9 @@ from lightbox_client import catalog as catalog_mod
 from lightbox_client import report
 from lightbox_client._version import __version__
 from lightbox_client.client import AsyncLightbox, Lightbox
-from lightbox_client.errors import LightboxError
+from lightbox_client.errors import LightboxError, WaitTimeout
 from lightbox_client.inputs import is_url, sniff
-from lightbox_client.jobs import EXTENSIONS, AsyncJob
+from lightbox_client.jobs import EXTENSIONS, AsyncJob, Job, JobBase
 from lightbox_client.manifest import Manifest, ManifestMismatch
 from lightbox_client.progress import Progress
 from lightbox_client.runner import Plan, Runner
@@ -141,7 +142,8 @@ def _add_profile(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lightbox-client",
-        description="Lightbox API client: operations on files, catalog batches, account.",
+        description="Lightbox API client: operations on files, audio, video and try-on, "
+        "catalog batches, account.",
     )
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_profile(p)
         _add_connection(p)
         p.set_defaults(handler=cmd_operation, operation=op)
+
+    _add_media(sub)
 
     p = sub.add_parser("batch", help="run a catalog (CSV or JSON Lines) into a folder")
     p.add_argument("catalog", type=Path, help="sku,image,variant[,placement][,vars...]")
@@ -207,6 +211,48 @@ def build_parser() -> argparse.ArgumentParser:
         _add_connection(q)
     p.set_defaults(handler=cmd_profile)
     return parser
+
+
+def _add_media(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """audio, video and tryon: one job, waited for, its output written to --out."""
+    p = sub.add_parser("audio", help="music from a text prompt (MusicGen): a WAV file")
+    p.add_argument("prompt", help="what the music is like, 3-500 characters")
+    p.add_argument("--duration", type=float, help="seconds, 5-30 (server default 15)")
+    p.add_argument("--model", help="musicgen-small (the default, and the only one)")
+    p.add_argument("--seed", type=int, help="for repeatable music")
+    media = [(p, "audio", 600.0)]
+
+    p = sub.add_parser("video", help="a video from a text prompt (WAN 2.1): an MP4 file")
+    p.add_argument("prompt", help="the scene, 1-2000 characters")
+    p.add_argument("--duration", type=float, help="seconds, 1-10 (server default 3)")
+    p.add_argument("--resolution", help="480p (832x480, the default) or 720p (1280x720)")
+    p.add_argument("--negative-prompt", help="what to keep out of the video")
+    p.add_argument("--seed", type=int, help="for a repeatable video")
+    p.add_argument("--steps", type=int, help="diffusion steps (the model's default)")
+    p.add_argument("--guidance-scale", type=float, help="classifier-free guidance")
+    media.append((p, "video", 1800.0))
+
+    p = sub.add_parser("tryon", help="dress a person in a garment (CatVTON): a PNG file")
+    p.add_argument("person", type=Path, help="photo of the person (portrait or square)")
+    p.add_argument("garment", type=Path, help="photo of the garment")
+    p.add_argument(
+        "--category", required=True, help="upperbody, lowerbody or dress (what the garment is)"
+    )
+    p.add_argument("--seed", type=int, help="for a repeatable result")
+    p.add_argument("--steps", type=int, help="diffusion steps (the model's default)")
+    p.add_argument("--guidance-scale", type=float, help="classifier-free guidance")
+    media.append((p, "tryon", 600.0))
+
+    for p, _, timeout in media:
+        p.add_argument(
+            "-o", "--out", required=True, type=Path, help="the output file (or a folder)"
+        )
+        p.add_argument(
+            "--timeout", type=float, default=timeout, help=f"seconds to wait ({timeout:g})"
+        )
+        p.add_argument("--webhook-url", help="also POST the finished job to this URL")
+        _add_connection(p)
+        p.set_defaults(handler=cmd_media)
 
 
 def _connection(args: argparse.Namespace) -> tuple[str, str]:
@@ -313,6 +359,79 @@ def cmd_operation(args: argparse.Namespace) -> int:
 
     results = asyncio.run(run())
     return 0 if all(results) else 1
+
+
+# -- audio, video, try-on -----------------------------------------------------------------
+
+
+def _submit_media(client: Lightbox, args: argparse.Namespace) -> Job:
+    if args.command == "audio":
+        return client.generate_audio(
+            args.prompt,
+            duration=args.duration,
+            model=args.model,
+            seed=args.seed,
+            webhook_url=args.webhook_url,
+        )
+    if args.command == "video":
+        return client.generate_video(
+            args.prompt,
+            duration=args.duration,
+            resolution=args.resolution,
+            negative_prompt=args.negative_prompt,
+            seed=args.seed,
+            steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            webhook_url=args.webhook_url,
+        )
+    for role in ("person", "garment"):
+        path: Path = getattr(args, role)
+        if not path.is_file():
+            raise Fail(f"no {role} photo at {path}", 2)
+    return client.virtual_tryon(
+        args.person,
+        args.garment,
+        category=args.category,
+        seed=args.seed,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        webhook_url=args.webhook_url,
+    )
+
+
+def _report_progress(job: JobBase) -> None:
+    stage = f" ({job.stage})" if job.stage else ""
+    print(f"{job.id}: {job.status}{stage}", file=sys.stderr)
+
+
+def cmd_media(args: argparse.Namespace) -> int:
+    with Lightbox(*_connection(args)) as client:
+        try:
+            job = _submit_media(client, args)
+        except (OSError, ValueError) as exc:
+            raise Fail(str(exc), 2) from None
+        print(f"{job.id}: submitted, {job.credits_used:g} credits", file=sys.stderr)
+        try:
+            job.wait(timeout=args.timeout, on_progress=_report_progress)
+        except WaitTimeout as exc:
+            raise Fail(f"{exc}; it goes on: `lightbox-client job {exc.job_id}` finds it") from None
+        data = job.result_image() if args.command == "tryon" else job.read()
+    target: Path = args.out
+    if target.is_dir():
+        target = target / f"{job.id}.{job.extension}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    except OSError as exc:
+        raise Fail(f"{target}: {exc.strerror or exc}") from None
+    facts = [job.id]
+    if job.width and job.height:
+        facts.append(f"{job.width}x{job.height}")
+    if job.duration:
+        facts.append(f"{job.duration:g} s")
+    facts.append(f"{job.credits_used:g} credits")
+    print(f"{target} ({', '.join(facts)})")
+    return 0
 
 
 # -- catalogs ----------------------------------------------------------------------------

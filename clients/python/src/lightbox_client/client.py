@@ -1,21 +1,24 @@
-"""`Lightbox` and its async twin `AsyncLightbox`: a method per operation, the account,
-profiles, uploads and batches. Requests are built once (`Call`s, below) and sent by
-either client's sender, so the two cannot drift apart."""
+"""`Lightbox` and its async twin `AsyncLightbox`: a method per operation (the image
+operations, and PixelAPI's audio, video and virtual try-on), the account, profiles,
+uploads and batches. Requests are built once (`Call`s, below) and sent by either
+client's sender, so the two cannot drift apart."""
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 import httpx
 
 from lightbox_client._http import AsyncSender, Call, FilePart, RetryPolicy, SyncSender
 from lightbox_client.errors import NotFound
-from lightbox_client.inputs import FieldValue, ImageInput, form_value, read_image
-from lightbox_client.jobs import AsyncJob, Job, ProgressCallback
+from lightbox_client.inputs import FieldValue, ImageInput, form_value, is_url, read_image
+from lightbox_client.jobs import STATUS_PATHS, AsyncJob, Job, ProgressCallback
 from lightbox_client.resources import (
     Balance,
     Batch,
@@ -28,6 +31,12 @@ from lightbox_client.resources import (
 
 JobT = TypeVar("JobT")
 MAX_PREFER_WAIT = 60  # the server holds an answer at most this long (API.md)
+# The operations that are not under /v1/image/: JSON only, no image or mask upload.
+MEDIA_PATHS = {
+    "audio-generate": "/v1/audio/generate",
+    "video-generate": "/v1/video/generate",
+    "virtual-tryon": "/v1/virtual-tryon",
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ def submit_call(
 ) -> Call:
     """The POST for one operation: JSON when every image is a URL (or there is none),
     else multipart with the files and the other fields as form fields."""
+    if operation in MEDIA_PATHS and (image is not None or mask is not None):
+        raise ValueError(f"{operation} takes no image upload; its fields carry everything")
     fields: dict[str, Any] = {k: v for k, v in own.items() if v is not None}
     for name, value in (opts.fields or {}).items():
         if name in fields:
@@ -82,11 +93,28 @@ def submit_call(
     if opts.wait:
         hold = int(min(opts.timeout or MAX_PREFER_WAIT, MAX_PREFER_WAIT))
         headers["Prefer"] = f"wait={hold}"
-    path = f"/v1/image/{operation}"
+    path = MEDIA_PATHS.get(operation, f"/v1/image/{operation}")
     if files:
         data = {k: form_value(v) for k, v in fields.items()}
         return Call("POST", path, data=data, files=files, headers=headers, hold_seconds=hold)
     return Call("POST", path, json=fields, headers=headers, hold_seconds=hold)
+
+
+def photo_base64(photo: ImageInput, role: str) -> str:
+    """A try-on photo (a path, bytes or a binary file) as the bare base64 the API takes.
+    Its format and size are the server's to check: it names the field it refuses."""
+    if is_url(photo):
+        raise ValueError(f"{role}: virtual try-on takes the photo itself, not a URL")
+    img = read_image(photo, role)
+    assert img.part is not None
+    return base64.b64encode(img.part[1]).decode("ascii")
+
+
+def media_job_call(operation: str, job_id: str) -> Call:
+    """GET of a job on its operation's own route (video, try-on)."""
+    if not job_id:
+        raise ValueError("a job id is required")
+    return Call("GET", STATUS_PATHS[operation].format(id=quote(job_id, safe="")))
 
 
 def profile_calls(ref: str) -> tuple[Call, bool]:
@@ -454,6 +482,95 @@ class _Operations(Generic[JobT]):
         )
         return self._submit("generate", None, None, own, opts)
 
+    def generate_audio(
+        self,
+        prompt: str,
+        *,
+        duration: float | None = None,
+        model: str | None = None,
+        seed: int | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float | None = 300.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> JobT:
+        """Music from text (POST /v1/audio/generate): `duration` 5-30 s (server default
+        15), `model` musicgen-small. The output is a WAV (`read`, `download`)."""
+        own = dict(prompt=prompt, duration=duration, model=model, seed=seed)
+        opts = Submit(
+            None, None, None, fields, webhook_url, idempotency_key, wait, timeout, on_progress
+        )
+        return self._submit("audio-generate", None, None, own, opts)
+
+    def generate_video(
+        self,
+        prompt: str,
+        *,
+        duration: float | None = None,
+        resolution: str | None = None,
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float | None = 1200.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> JobT:
+        """Video from text (POST /v1/video/generate): `duration` 1-10 s (default 3),
+        `resolution` 480p or 720p. The job is polled at GET /v1/video/{id}; the output
+        is an MP4 at 16 fps. Video takes minutes, hence the longer default `timeout`."""
+        own = dict(
+            prompt=prompt,
+            duration=duration,
+            resolution=resolution,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            steps=steps,
+            guidance_scale=guidance_scale,
+        )
+        opts = Submit(
+            None, None, None, fields, webhook_url, idempotency_key, wait, timeout, on_progress
+        )
+        return self._submit("video-generate", None, None, own, opts)
+
+    def virtual_tryon(
+        self,
+        person: ImageInput,
+        garment: ImageInput,
+        *,
+        category: str,
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float | None = 300.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> JobT:
+        """Dress `person` in `garment` (POST /v1/virtual-tryon): each a path, bytes or
+        a binary file (not a URL: the API takes the photos inline, and the client
+        base64-encodes them); `category` upperbody, lowerbody or dress. The job is
+        polled at GET /v1/virtual-tryon/jobs/{id}; `result_image()` is the PNG."""
+        own = dict(
+            person_image=photo_base64(person, "person_image"),
+            garment_image=photo_base64(garment, "garment_image"),
+            category=category,
+            seed=seed,
+            steps=steps,
+            guidance_scale=guidance_scale,
+        )
+        opts = Submit(
+            None, None, None, fields, webhook_url, idempotency_key, wait, timeout, on_progress
+        )
+        return self._submit("virtual-tryon", None, None, own, opts)
+
     def submit(
         self,
         operation: str,
@@ -467,7 +584,8 @@ class _Operations(Generic[JobT]):
         wait: bool = False,
         timeout: float | None = 300.0,
     ) -> JobT:
-        """Any operation by its API name (`product-photo`, ...) with its fields."""
+        """Any operation by its API name (`product-photo`, ..., `audio-generate`,
+        `video-generate`, `virtual-tryon`) with its fields."""
         opts = Submit(profile, placement, vars, None, None, idempotency_key, wait, timeout, None)
         return self._submit(operation, image, None, dict(fields or {}), opts)
 
@@ -520,6 +638,15 @@ class Lightbox(_Operations[Job]):
     def job(self, job_id: str) -> Job:
         """The job with this id, as it is now."""
         return Job({"id": job_id, "status": "queued"}, self._sender).refresh()
+
+    def video_job(self, job_id: str) -> Job:
+        """A video job from GET /v1/video/{id} (any other job there is NotFound)."""
+        return Job(self._sender.send(media_job_call("video-generate", job_id)), self._sender)
+
+    def tryon_job(self, job_id: str) -> Job:
+        """A try-on job from GET /v1/virtual-tryon/jobs/{id}, with `result_image_b64`
+        once completed (any other job there is NotFound)."""
+        return Job(self._sender.send(media_job_call("virtual-tryon", job_id)), self._sender)
 
     def balance(self) -> Balance:
         return Balance.of(self._sender.send(Call("GET", "/v1/account/balance")))
@@ -665,6 +792,14 @@ class AsyncLightbox(_Operations[Awaitable[AsyncJob]]):
 
     async def job(self, job_id: str) -> AsyncJob:
         return await AsyncJob({"id": job_id, "status": "queued"}, self._sender).refresh()
+
+    async def video_job(self, job_id: str) -> AsyncJob:
+        call = media_job_call("video-generate", job_id)
+        return AsyncJob(await self._sender.send(call), self._sender)
+
+    async def tryon_job(self, job_id: str) -> AsyncJob:
+        call = media_job_call("virtual-tryon", job_id)
+        return AsyncJob(await self._sender.send(call), self._sender)
 
     async def balance(self) -> Balance:
         return Balance.of(await self._sender.send(Call("GET", "/v1/account/balance")))

@@ -94,13 +94,32 @@ class InvalidParameter(APIError):
         value = self.detail.get("field")
         return str(value) if value is not None else None
 
+    @property
+    def received_size(self) -> tuple[int, int] | None:
+        """(width, height) of the refused photo, for the codes that report it
+        (image_too_small, image_too_large, wrong_aspect_ratio)."""
+        value = self.detail.get("received_size")
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            return int(value[0]), int(value[1])
+        return None
+
 
 class ImageTooLarge(InvalidParameter):
     """422 image_too_large: over 4096 px a side."""
 
 
 class ImageTooSmall(InvalidParameter):
-    """422 image_too_small: under 16 px a side."""
+    """422 image_too_small: under 16 px a side (under 100 px for a try-on photo);
+    `received_size` is the photo's (width, height)."""
+
+
+class WrongAspectRatio(InvalidParameter):
+    """422 wrong_aspect_ratio: the try-on person photo is landscape (wider than tall);
+    `received_size` is its (width, height)."""
+
+
+class InvalidCategory(InvalidParameter):
+    """422 invalid_category: a try-on `category` other than upperbody, lowerbody, dress."""
 
 
 class UnknownPlacement(InvalidParameter):
@@ -137,7 +156,40 @@ class Overloaded(ServiceUnavailable):
 
 class ModelUnavailable(ServiceUnavailable):
     """503 model_unavailable: the model behind the operation is not deployed; the
-    guidance names what to install. Not retried: waiting does not install it."""
+    guidance names what to install (`detail['model']` names the model). Not retried:
+    waiting does not install it."""
+
+    @property
+    def model(self) -> str | None:
+        value = self.detail.get("model")
+        return str(value) if value is not None else None
+
+
+# Two codes that end a job rather than refuse a submit. On /v1 they arrive as a failed
+# job's `error` (so `wait` raises them as a JobFailed); an error answer with the code
+# (/v2 reports a failed request that way) raises them as an APIError. Each is one class
+# to catch for both forms: the concrete classes below inherit from it and from their
+# family (JobFailed or APIError).
+
+
+class BodySegmentationFailed(LightboxError):
+    """body_segmentation_failed: virtual try-on found no body region for the category
+    in the person photo (a per-photo failure: send another photo; refunded)."""
+
+
+class GpuOutOfMemory(LightboxError):
+    """gpu_out_of_memory: the inference server ran out of GPU memory for the request;
+    the job failed at once and was refunded. Not retried by the client: a retry under
+    the same Idempotency-Key answers the same failed job, and the server does not retry
+    it either. Submit again (a new key) later, or ask for less (shorter video, 480p)."""
+
+
+class BodySegmentationFailedAnswer(InvalidParameter, BodySegmentationFailed):
+    """422 body_segmentation_failed as an error answer."""
+
+
+class GpuOutOfMemoryAnswer(ServiceUnavailable, GpuOutOfMemory):
+    """503 gpu_out_of_memory as an error answer."""
 
 
 class ServerError(APIError):
@@ -151,9 +203,9 @@ class ConnectionFailed(LightboxError):
 class JobError(LightboxError):
     """A job ended without an output; `job` is the job as last seen."""
 
-    def __init__(self, job: JobBase) -> None:
+    def __init__(self, job: JobBase, message: str | None = None) -> None:
         error = job.error or {}
-        what = f"{error.get('error', '')} {error.get('message', '')}".strip()
+        what = message or f"{error.get('error', '')} {error.get('message', '')}".strip()
         super().__init__(f"job {job.id} {job.status}: {what}")
         self.job = job
         self.code = str(error.get("error", ""))
@@ -161,6 +213,21 @@ class JobError(LightboxError):
 
 class JobFailed(JobError):
     """The job failed (its credits are refunded)."""
+
+
+class JobBodySegmentationFailed(JobFailed, BodySegmentationFailed):
+    """A try-on job failed with body_segmentation_failed."""
+
+
+class JobGpuOutOfMemory(JobFailed, GpuOutOfMemory):
+    """A job failed with gpu_out_of_memory."""
+
+
+# A failed job's `error.error` -> its class (any other code: JobFailed).
+JOB_FAILED_BY_CODE: dict[str, type[JobFailed]] = {
+    "body_segmentation_failed": JobBodySegmentationFailed,
+    "gpu_out_of_memory": JobGpuOutOfMemory,
+}
 
 
 class JobBlocked(JobError):
@@ -196,6 +263,10 @@ _BY_CODE: dict[str, type[APIError]] = {
     "invalid_parameter": InvalidParameter,
     "image_too_large": ImageTooLarge,
     "image_too_small": ImageTooSmall,
+    "wrong_aspect_ratio": WrongAspectRatio,
+    "invalid_category": InvalidCategory,
+    "body_segmentation_failed": BodySegmentationFailedAnswer,
+    "gpu_out_of_memory": GpuOutOfMemoryAnswer,
     "unknown_placement": UnknownPlacement,
     "invalid_batch": BatchInvalid,
     "upload_not_found": NotFound,

@@ -1,19 +1,38 @@
 """A submitted job: its body, and waiting for it, downloading its output, canceling it.
-`Job` works with `Lightbox`, `AsyncJob` (the same with awaitables) with `AsyncLightbox`."""
+`Job` works with `Lightbox`, `AsyncJob` (the same with awaitables) with `AsyncLightbox`.
+Audio, video and try-on jobs are jobs like the others; each is read back from its
+operation's own documented route (STATUS_PATHS)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lightbox_client._http import AsyncSender, Call, SyncSender
-from lightbox_client.errors import JobBlocked, JobCanceled, JobError, JobFailed, WaitTimeout
+from lightbox_client.errors import (
+    JOB_FAILED_BY_CODE,
+    JobBlocked,
+    JobCanceled,
+    JobError,
+    JobFailed,
+    LightboxError,
+    WaitTimeout,
+)
 
 TERMINAL = frozenset({"completed", "failed", "blocked", "canceled"})
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "wav": "wav", "mp4": "mp4"}
+# Where a job is read back: GET /v1/image/{id} answers every job, but a video job's
+# documented route is GET /v1/video/{id}, and only the try-on route carries
+# result_image_b64 (so polling it leaves the result in the last body).
+STATUS_PATHS = {
+    "video-generate": "/v1/video/{id}",
+    "virtual-tryon": "/v1/virtual-tryon/jobs/{id}",
+}
 _ERRORS: dict[str, type[JobError]] = {
     "failed": JobFailed,
     "blocked": JobBlocked,
@@ -73,14 +92,53 @@ class JobBase:
         return self.data.get("height")
 
     @property
+    def duration(self) -> float | None:
+        """Seconds of audio or video asked for (audio and video jobs)."""
+        value = self.data.get("duration")
+        return float(value) if value is not None else None
+
+    @property
+    def result_image_b64(self) -> str | None:
+        """A completed try-on's PNG as base64 (only in bodies from its own route)."""
+        return self.data.get("result_image_b64")
+
+    @property
     def error(self) -> dict[str, str] | None:
         return self.data.get("error")
 
+    @property
+    def status_path(self) -> str:
+        return STATUS_PATHS.get(self.operation, "/v1/image/{id}").format(id=self.id)
+
     def raise_for_status(self) -> None:
-        """Raises JobFailed, JobBlocked or JobCanceled for those ends."""
+        """Raises JobFailed, JobBlocked or JobCanceled for those ends; a failure with
+        a code of its own as its class (JobBodySegmentationFailed, JobGpuOutOfMemory)."""
         cls = _ERRORS.get(self.status)
+        if cls is JobFailed:
+            cls = JOB_FAILED_BY_CODE.get(str((self.error or {}).get("error", "")), JobFailed)
         if cls is not None:
             raise cls(self)
+
+    def _check_tryon(self) -> bool:
+        """Whether the result is already in this body; raises when there is none to
+        have (not a try-on, not completed)."""
+        if self.operation != "virtual-tryon":
+            what = self.operation or "unknown"
+            raise ValueError(f"job {self.id} is not a virtual-tryon job (operation {what})")
+        self.raise_for_status()
+        if self.status != "completed":
+            raise JobError(self, "not finished: wait() for it first")
+        return self.result_image_b64 is not None
+
+    def _decode_result(self) -> bytes:
+        text = self.result_image_b64
+        if text is None:
+            # The server keeps outputs for a while (retention), then answers null.
+            raise JobError(self, "its result image is no longer stored")
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise LightboxError(f"job {self.id}: result_image_b64 is not base64") from exc
 
     def _target(self, path: str | Path) -> Path:
         target = Path(path)
@@ -119,7 +177,7 @@ class Job(JobBase):
         self._sender = sender
 
     def refresh(self) -> Job:
-        self.data = self._sender.send(Call("GET", f"/v1/image/{self.id}"))
+        self.data = self._sender.send(Call("GET", self.status_path))
         return self
 
     def wait(
@@ -163,6 +221,13 @@ class Job(JobBase):
         target.write_bytes(self.read())
         return target
 
+    def result_image(self) -> bytes:
+        """A completed try-on's result PNG, decoded from `result_image_b64` (read from
+        GET /v1/virtual-tryon/jobs/{id} when this body came from elsewhere)."""
+        if not self._check_tryon():
+            self.refresh()
+        return self._decode_result()
+
     def cancel(self) -> Job:
         """Cancels a queued job (refunded); Conflict once it runs."""
         self.data = self._sender.send(Call("DELETE", f"/v1/image/{self.id}"))
@@ -175,7 +240,7 @@ class AsyncJob(JobBase):
         self._sender = sender
 
     async def refresh(self) -> AsyncJob:
-        self.data = await self._sender.send(Call("GET", f"/v1/image/{self.id}"))
+        self.data = await self._sender.send(Call("GET", self.status_path))
         return self
 
     async def wait(
@@ -214,6 +279,12 @@ class AsyncJob(JobBase):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(await self.read())
         return target
+
+    async def result_image(self) -> bytes:
+        """As `Job.result_image`."""
+        if not self._check_tryon():
+            await self.refresh()
+        return self._decode_result()
 
     async def cancel(self) -> AsyncJob:
         self.data = await self._sender.send(Call("DELETE", f"/v1/image/{self.id}"))
