@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +107,29 @@ def pg_stack(
 @pytest.fixture(params=["sqlite", "pg"])
 def stack(request: pytest.FixtureRequest) -> RunningStack:
     return request.getfixturevalue(f"{request.param}_stack")
+
+
+@pytest.fixture(scope="session")
+def generative_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """One stack serving every generative pipeline with tiny random-weight models:
+    SDXL and SDXL inpainting, MusicGen, WAN 2.1 and CatVTON, exported into a copy of
+    the model repository (shared by test_generative_e2e and test_media_e2e: one
+    start instead of two)."""
+    from services.models.catvton.tiny import write_tiny as write_catvton
+    from services.models.musicgen.tiny import write_tiny as write_musicgen
+    from services.models.sdxl.export import export_sdxl
+    from services.models.sdxl.tiny import make_tiny_sdxl
+    from services.models.wan.tiny import write_tiny as write_wan
+
+    root = tmp_path_factory.mktemp("generative")
+    repo = root / "model_repository"
+    shutil.copytree(MODEL_REPOSITORY, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, inpaint in (("sdxl", False), ("sdxl_inpaint", True)):
+        checkpoint = make_tiny_sdxl(root / f"ckpt_{name}", inpaint=inpaint, seed=3)
+        assert export_sdxl(checkpoint, repo).ok
+    assert write_musicgen(repo, seed=1).ok
+    assert write_catvton(repo, seed=2).ok
+    assert write_wan(repo, seed=3).ok
+    running = start_stack(root / "home", model_repository=repo)
+    yield running
+    running.stack.stop()

@@ -1,5 +1,6 @@
 """Generated scenes through the front door, with tiny random-weight SDXL and
-SDXL-inpainting pipelines exported into the stack's model repository: custom
+SDXL-inpainting pipelines exported into the stack's model repository (conftest's
+generative_stack): custom
 product-photo backgrounds and replace-background scenes are generated around the
 subject, whose opaque pixels come back bit-for-bit; the same seed gives the same
 picture."""
@@ -7,36 +8,22 @@ picture."""
 from __future__ import annotations
 
 import io
-import shutil
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import requests
 from PIL import Image
 
-from services.common.triton import MODEL_REPOSITORY
 from services.samples.synthetic import make_sample
-from tests.stack.conftest import RunningStack, start_stack
+from tests.stack.conftest import RunningStack
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
-def gen_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    from services.models.sdxl.export import export_sdxl
-    from services.models.sdxl.tiny import make_tiny_sdxl
-
-    root = tmp_path_factory.mktemp("gen")
-    repo = root / "model_repository"
-    shutil.copytree(MODEL_REPOSITORY, repo, ignore=shutil.ignore_patterns("__pycache__"))
-    for name, inpaint in (("sdxl", False), ("sdxl_inpaint", True)):
-        checkpoint = make_tiny_sdxl(root / f"ckpt_{name}", inpaint=inpaint, seed=3)
-        assert export_sdxl(checkpoint, repo).ok
-    running = start_stack(root / "home", model_repository=repo)
-    yield running
-    running.stack.stop()
+def gen_stack(generative_stack: RunningStack) -> RunningStack:
+    return generative_stack
 
 
 def png(rgb: np.ndarray) -> bytes:
