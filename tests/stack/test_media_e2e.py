@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import subprocess
 import time
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +164,66 @@ def test_virtual_tryon_dresses_a_real_person_photo(media_stack: RunningStack, ke
     assert 0.03 < changed.mean() < 0.8, changed.mean()
     assert not changed[:120].any()
     assert balance(media_stack, key) == before - 25
+
+
+def test_pixelapi_style_examples_in_python_and_javascript(
+    media_stack: RunningStack, key: Key, tmp_path: Path
+) -> None:
+    """examples/pixelapi_media.py (requests) and examples/pixelapi_media.mjs (Node's
+    fetch), written the way PixelAPI's docs write clients, run against the stack."""
+    from tests.stack.test_clients import run_example
+
+    out = run_example(
+        media_stack.url,
+        key.key,
+        "pixelapi_media.py",
+        "audio",
+        "soft piano",
+        str(tmp_path / "a.wav"),
+        "5",
+    )
+    assert "completed: wav" in out.stdout
+    with wave.open(str(tmp_path / "a.wav")) as audio:
+        assert audio.getnframes() == 5 * 32000
+
+    person = load_photo("astronaut").rgb
+    (tmp_path / "person.png").write_bytes(encode(person, "PNG"))
+    (tmp_path / "garment.jpg").write_bytes(encode(np.full((128, 128, 3), 90, np.uint8), "JPEG"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
+    env.update(LIGHTBOX_BASE_URL=media_stack.url, LIGHTBOX_API_KEY=key.key)
+    example = Path(__file__).resolve().parents[2] / "examples" / "pixelapi_media.mjs"
+    for args in (
+        ("audio", "soft piano", str(tmp_path / "b.wav"), "6"),
+        (
+            "tryon",
+            str(tmp_path / "person.png"),
+            str(tmp_path / "garment.jpg"),
+            "upperbody",
+            str(tmp_path / "t.png"),
+        ),
+    ):
+        done = subprocess.run(
+            ["node", str(example), *args], env=env, capture_output=True, text=True, timeout=240
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "completed" in done.stdout
+    with wave.open(str(tmp_path / "b.wav")) as audio:
+        assert audio.getnframes() == 6 * 32000
+    assert Image.open(tmp_path / "t.png").size == (person.shape[1], person.shape[0])
+    # A refusal reaches the script as the documented error, and it exits non-zero.
+    bad = subprocess.run(
+        [
+            "node",
+            str(example),
+            "tryon",
+            str(tmp_path / "person.png"),
+            str(tmp_path / "garment.jpg"),
+            "hat",
+            str(tmp_path / "x.png"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "422 invalid_category" in bad.stderr
