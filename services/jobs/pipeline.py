@@ -6,7 +6,6 @@ engine that served a stage is recorded on the job."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from services.common.grpcutil import error_from_rpc
 from services.common.qa_thresholds import QaThresholds
 from services.common.rawimage import from_proto, to_proto
 from services.jobs.engines import TritonEngines
+from services.jobs.media import music, tryon, video
 from services.jobs.qa_review import Evidence, failed_grade, grade
 from services.jobs.store import JobRecord
 
@@ -399,7 +399,6 @@ class Pipeline:
 
     def _audio_generate(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         """Text to music; the WAV is the output (no width/height, no image QA)."""
-        music = _media("music")
         p = job.params
         stage("generate-audio")
         audio, engine = music.generate_music(
@@ -414,7 +413,6 @@ class Pipeline:
 
     def _video_generate(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         """Text to video at the requested resolution; the MP4 is the output."""
-        video = _media("video")
         p = job.params
         resolution = str(p.get("resolution") or "480p")
         if resolution not in video.RESOLUTIONS:
@@ -440,7 +438,6 @@ class Pipeline:
     def _virtual_tryon(self, job: JobRecord, stage: Callable[[str], None]) -> Result:
         """The person photo dressed in the garment, at the person photo's size, encoded
         once as PNG by the compositor and graded like every image (resolution scores)."""
-        tryon = _media("tryon")
         p = job.params
         stage("decode")
         person, _ = imageio.decode(self.blobs.get(job.inputs["person"]))
@@ -459,12 +456,6 @@ class Pipeline:
         encoded = self._encode_pixels(out, {"output_format": "png"}, "png")
         result = Result.of(encoded, dict(engines), ["virtual-tryon"])
         return self._graded(result, job, stage, source_size=(person.shape[1], person.shape[0]))
-
-
-def _media(name: str) -> Any:
-    """services/jobs/media/<name>.py, imported on first use: the image operations run
-    without the media pipelines' modules (and their encoders) loaded."""
-    return importlib.import_module(f"services.jobs.media.{name}")
 
 
 def _int_or_none(value: Any) -> int | None:
