@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import subprocess
 import time
@@ -30,8 +31,9 @@ import pytest
 import requests
 from PIL import Image
 
+from services.jobs.webhooks import JobBodyRenderer
 from services.samples.photos import load_photo
-from tests.gateway.stackutil import Key, encode, make_key
+from tests.gateway.stackutil import Key, encode, make_key, store_of
 from tests.stack.conftest import RunningStack
 
 pytestmark = pytest.mark.stack
@@ -89,6 +91,12 @@ def test_audio_generate_makes_a_wav_of_the_asked_duration(
         assert audio.getnframes() == 5 * 32000
         pcm = np.frombuffer(audio.readframes(audio.getnframes()), "<i2")
     assert pcm.std() > 0  # the tiny model's random weights still make a signal
+    # A webhook delivers the worker's rendering of the job: the same body a poll reads.
+    record = store_of(media_stack).get(job_id)
+    rendered = json.loads(JobBodyRenderer(media_stack.url, "secret")(record))
+    for field in ("generation_id", "status", "format", "model", "duration", "credits_used", "qa"):
+        assert rendered[field] == job[field], field
+    assert rendered["width"] is None and rendered["qa"] is None
     # The same key replays the job: no second job, no second charge.
     again = requests.post(
         f"{media_stack.url}/v1/audio/generate", json=request, headers=headers, timeout=30
