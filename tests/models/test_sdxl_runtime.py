@@ -13,14 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from services.models.pybackend import clip_tokenizer
+from services.models.pybackend import clip_tokenizer, schedulers, torch_rng
 from services.models.sdxl.reference import diffusers_scheduler, pipeline_module
 from tests.models.sdxl_fixtures import sdxl_checkpoints  # noqa: F401
 
 sp = pipeline_module()
-from services.models.pybackend import schedulers  # noqa: E402
-
-from services.models.pybackend import torch_rng  # noqa: E402
 
 PROMPTS = [
     "a photo of a perfume bottle on a marble table!",
