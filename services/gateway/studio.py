@@ -28,8 +28,10 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 # The studio's own pages: scripts and styles from this origin only; images may be
 # anywhere (a pasted image URL is shown as it is; output links may use another base).
+# The audio and video players load the signed output links, which this gateway serves
+# itself: media from this origin only, said outright rather than left to default-src.
 STUDIO_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src * data: blob:; "
+    "Content-Security-Policy": "default-src 'self'; img-src * data: blob:; media-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

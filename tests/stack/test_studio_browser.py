@@ -195,6 +195,9 @@ def test_remove_object_with_a_painted_mask(
     overlay = page.locator(".mask-overlay")
     overlay.wait_for()
     wait_js(page, "document.querySelector('.mask-overlay').width === 480")
+    # The operation list is long enough (media operations too) to push the canvas
+    # below the fold: the mouse can only paint what is on screen.
+    overlay.scroll_into_view_if_needed()
     box = overlay.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.3)
     page.mouse.down()
@@ -287,6 +290,75 @@ def test_phone_width_batch_and_history(
     wait_js(page, "document.querySelector('.history-item img').naturalWidth > 0")
     assert "credits" in page.inner_text("#balance")
     page.screenshot(path=shots / "studio-phone-history.png")
+    assert blocked == [] and errors == [], (blocked, errors)
+    page.context.close()
+
+
+def test_media_operations_show_the_api_guidance(
+    browser: Browser,
+    sqlite_stack: RunningStack,
+    key: Key,
+    photo: Path,
+    second_photo: Path,
+    shots: Path,
+) -> None:
+    # The players may load the signed output links from this origin, nothing else.
+    csp = requests.get(sqlite_stack.url + "/", timeout=10).headers["Content-Security-Policy"]
+    assert "media-src 'self';" in csp, csp
+    # What the API itself answers, for comparison with what the page shows.
+    audio = requests.post(
+        f"{sqlite_stack.url}/v1/audio/generate",
+        headers=key.headers,
+        json={"prompt": "calm piano", "duration": 5},
+        timeout=30,
+    )
+    assert audio.status_code == 503 and error_of(audio) == "model_unavailable", audio.text
+    models = requests.get(f"{sqlite_stack.url}/v1/models", headers=key.headers, timeout=10).json()
+    (musicgen,) = [o for o in models["operations"] if o["operation"] == "audio-generate"]
+    hint = musicgen["stages"][0]["engines"][0]["install"]
+    assert not musicgen["available"] and hint, musicgen
+
+    page, blocked, errors = offline_page(browser, sqlite_stack, DESKTOP)
+    enter_key(page, sqlite_stack, key)
+    for op in ("audio-generate", "video-generate", "virtual-tryon"):
+        assert page.locator(f"#op-{op}").is_enabled(), op
+
+    # Audio: no photos, a prompt and a duration; the default stack has no MusicGen.
+    page.click("label[for=op-audio-generate]")
+    assert page.locator("#inputs-panel").is_hidden()
+    # The catalog's install hint up front, as for the image operations.
+    assert "not installed" in page.inner_text("#op-notice")
+    assert hint in page.inner_text("#op-notice")
+    page.fill('[name="prompt"]', "calm piano over soft rain")
+    page.fill('[name="duration"]', "12.5")
+    page.click("#run")
+    card = finished_card(page)
+    assert card.get_attribute("data-state") == "rejected", card.inner_text()
+    alert = card.locator("[role=alert]")
+    assert alert.locator(".error-guidance").inner_text() == audio.json()["detail"]["guidance"]
+    assert "model_unavailable" in alert.inner_text() and "HTTP 503" in alert.inner_text()
+
+    # Try-on: two photos picked as files (base64 in the JSON), a landscape person photo.
+    page.click("label[for=op-virtual-tryon]")
+    assert page.is_disabled("#run")
+    page.set_input_files('[name="person_image"]', str(photo))  # 480x400: landscape
+    page.set_input_files('[name="garment_image"]', str(second_photo))
+    page.select_option('[name="category"]', "upperbody")
+    wait_js(page, "!document.querySelector('#run').disabled")
+    page.click("#run")
+    wait_js(page, "document.querySelectorAll('.job').length === 2")
+    card = finished_card(page)
+    assert card.get_attribute("data-state") == "rejected", card.inner_text()
+    alert = card.locator("[role=alert]")
+    assert "wrong_aspect_ratio" in alert.inner_text() and "HTTP 422" in alert.inner_text()
+    assert "480x400" in alert.locator(".error-message").inner_text()
+    assert "taller than it is wide" in alert.locator(".error-guidance").inner_text()
+    assert page.get_attribute('[name="person_image"]', "aria-invalid") == "true"
+    # The try-on form beside both answers (the results column stays in view).
+    page.locator("section:has(#settings-title)").evaluate("el => el.scrollIntoView()")
+    page.screenshot(path=shots / "studio-desktop-media.png")
+    page.set_viewport_size(PHONE)
+    assert_fits(page, PHONE["width"])
     assert blocked == [] and errors == [], (blocked, errors)
     page.context.close()
 

@@ -57,6 +57,22 @@ export class Api {
   balance() { return this.request("/v1/account/balance"); }
   openapi() { return this.request("/openapi.json", { auth: false }); }
   job(id) { return this.request(`/v1/image/${encodeURIComponent(id)}`); }
+  // Each media operation is polled where PixelAPI's clients poll it (docs/media.md).
+  mediaJob(operation, id) {
+    const q = encodeURIComponent(id);
+    if (operation === "video-generate") return this.request(`/v1/video/${q}`);
+    if (operation === "virtual-tryon") return this.request(`/v1/virtual-tryon/jobs/${q}`);
+    return this.job(id);
+  }
+
+  // Audio, video and try-on: JSON to the operation's own endpoint.
+  submitJson(path, body) {
+    return this.request(path, {
+      method: "POST",
+      body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json" },
+    });
+  }
   usage(cursor) {
     const q = new URLSearchParams({ limit: "20" });
     if (cursor) q.set("cursor", cursor);

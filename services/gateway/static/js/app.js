@@ -155,22 +155,22 @@ function installHints(op) {
     .flatMap((s) => s.engines.map((e) => e.install).filter(Boolean));
 }
 
-// The studio edits images: the audio, video and try-on operations have their own
-// endpoints and fields (docs/media.md) and are not listed here.
-function imageOperations() {
-  return state.catalog.operations.filter((o) => o.endpoint.startsWith("/v1/image/"));
-}
+// Audio, video and try-on post JSON to their own endpoints (docs/media.md).
+const isMedia = (op) => !op.endpoint.startsWith("/v1/image/");
 
 function renderOperations() {
-  const ops = imageOperations();
+  const ops = state.catalog.operations;
   if (!opInfo(state.operation)?.available) state.operation = ops.find((o) => o.available)?.operation;
   $("#op-list").replaceChildren(...ops.map((op) => {
     const id = `op-${op.operation}`;
     const hints = op.available ? [] : installHints(op);
-    return h("div", { class: `op ${op.available ? "" : "unavailable"}` },
+    // A media operation stays selectable before its model is deployed: a submit then
+    // shows the API's 503 model_unavailable and its guidance (nothing is charged).
+    const selectable = op.available || isMedia(op);
+    return h("div", { class: `op ${op.available ? "" : "unavailable"}${isMedia(op) ? " media" : ""}` },
       h("input", {
         type: "radio", name: "operation", id, value: op.operation, class: "visually-hidden",
-        checked: op.operation === state.operation, disabled: !op.available,
+        checked: op.operation === state.operation, disabled: !selectable,
         "aria-describedby": `${id}-desc`,
       }),
       h("label", { for: id },
@@ -191,7 +191,8 @@ $("#op-list").addEventListener("change", (e) => {
 });
 
 function schema() {
-  return operationSchema(state.openapi, state.operation);
+  const op = opInfo(state.operation);
+  return operationSchema(state.openapi, state.operation, op ? op.endpoint : undefined);
 }
 
 function usesMask() {
@@ -200,10 +201,17 @@ function usesMask() {
 
 function buildSettings() {
   if (!state.operation) return;
-  form.build({
-    operation: state.operation, schema: schema(),
-    presets: state.catalog.presets, opInfo: opInfo(state.operation),
-  });
+  const op = opInfo(state.operation);
+  const s = schema();
+  form.build({ operation: state.operation, schema: s, presets: state.catalog.presets, opInfo: op });
+  // The photos panel feeds the image operations only (try-on picks its two photos in
+  // its settings); a media operation not yet deployed says so above its settings.
+  $("#inputs-panel").hidden = s.media;
+  const hints = op.available ? [] : installHints(op);
+  $("#op-notice").replaceChildren(op.available ? "" : h("p", { class: "notice notice-missing" },
+    h("strong", {}, `${label(op.operation)} is not installed: `),
+    "a request answers 503 model_unavailable and costs nothing. ",
+    hints.join(" ")));
   selectItem(state.active);
 }
 
@@ -213,11 +221,16 @@ function updateRun() {
   if (!op) { button.disabled = true; return; }
   const s = schema();
   const n = s.takesImage ? state.items.length : 1;
-  button.disabled = state.running || n === 0;
+  const missing = form.missingPhotos(s);
+  button.disabled = state.running || n === 0 || missing.length > 0;
   const what = s.takesImage ? ` on ${n} photo${n === 1 ? "" : "s"}` : "";
-  button.textContent = `Run ${label(op.operation).toLowerCase()}${what} · ${credits(op.credits * Math.max(n, 1))}`;
+  // Audio and video prices depend on duration and resolution: GET /v1/models lists
+  // the default request's, so the label says "from".
+  const price = s.media && op.operation !== "virtual-tryon" ? `from ${credits(op.credits)}` : credits(op.credits * Math.max(n, 1));
+  button.textContent = `Run ${label(op.operation).toLowerCase()}${what} · ${price}`;
   let note = "";
-  if (s.takesImage && !n) note = "Choose at least one photo.";
+  if (missing.length) note = `Choose the ${missing.join(" and the ").toLowerCase()}.`;
+  else if (s.takesImage && !n) note = "Choose at least one photo.";
   else if (s.takesMask && state.items.some((i) => !i.strokes.length) && !form.value("prompt")) {
     note = "Paint a mask on each photo (select it above), or name the object in the prompt.";
   }
@@ -237,15 +250,22 @@ function summary(cards) {
     : "";
 }
 
-async function runOne(item, operation, takesMask, fields, card, all) {
+async function runOne(item, operation, s, fields, card, all) {
   card.setState("submitting", "submitting");
   summary(all);
   try {
-    const mask = takesMask && item ? await MaskPainter.maskOf(item) : null;
-    const job = await api.submit(operation, { file: item?.file, url: item?.url, mask, fields });
+    let job;
+    let get;
+    if (s.media) {
+      job = await api.submitJson(opInfo(operation).endpoint, fields);
+      get = (id) => api.mediaJob(operation, id);
+    } else {
+      const mask = s.takesMask && item ? await MaskPainter.maskOf(item) : null;
+      job = await api.submit(operation, { file: item?.file, url: item?.url, mask, fields });
+    }
     card.update(job);
     summary(all);
-    await follow(api, job.generation_id, (j) => { card.update(j); summary(all); });
+    await follow(api, job.generation_id, (j) => { card.update(j); summary(all); }, get);
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
     card.fail(err);
@@ -260,8 +280,10 @@ $("#run").addEventListener("click", async () => {
   const fields = form.values();
   form.markInvalid(null);
   const items = s.takesImage ? [...state.items] : [null];
+  const person = form.photos.get("person_image");
   const cards = items.map((item) => new JobCard({
-    operation, name: item ? item.name : fields.prompt || operation, before: item ? item.src : null,
+    operation, name: item ? item.name : fields.prompt || person?.name || operation,
+    before: item ? item.src : person?.src || null,
   }));
   $("#jobs-empty").hidden = true;
   $("#jobs").prepend(...cards.map((c) => c.element));
@@ -269,7 +291,7 @@ $("#run").addEventListener("click", async () => {
   state.running = true;
   updateRun();
   const cap = Math.max(1, Math.min(8, Number($("#concurrency").value) || 1));
-  await runCapped(items.map((item, i) => () => runOne(item, operation, s.takesMask, fields, cards[i], cards)), cap);
+  await runCapped(items.map((item, i) => () => runOne(item, operation, s, fields, cards[i], cards)), cap);
   state.running = false;
   updateRun();
   refreshBalance();
@@ -277,10 +299,19 @@ $("#run").addEventListener("click", async () => {
 
 // -- history ------------------------------------------------------------------------------
 
+function historyThumb(job) {
+  if (!job.output_url) {
+    return h("span", { class: "thumb-none", "aria-hidden": "true" }, job.status === "completed" ? "expired" : "—");
+  }
+  if (job.format === "wav") return h("span", { class: "thumb-none", "aria-hidden": "true" }, "♪ WAV");
+  if (job.format === "mp4") {
+    return h("video", { src: job.output_url, preload: "metadata", muted: true, "aria-label": `Result of ${job.operation}` });
+  }
+  return h("img", { src: job.output_url, alt: `Result of ${job.operation}`, loading: "lazy" });
+}
+
 function historyItem(job) {
-  const thumb = job.output_url
-    ? h("img", { src: job.output_url, alt: `Result of ${job.operation}`, loading: "lazy" })
-    : h("span", { class: "thumb-none", "aria-hidden": "true" }, job.status === "completed" ? "expired" : "—");
+  const thumb = historyThumb(job);
   const engines = Object.entries(job.engines || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
   return h("li", { class: "history-item" },
     h("div", { class: "thumb" }, thumb),

@@ -17,7 +17,13 @@ const ADVANCED = new Set([
   "detail_transfer", "detailer_mode",
 ]);
 // Product-photo reads best as: the look, then the canvas and placement, then encoding.
-const ORDER = ["preset", "background_prompt", "prompt", "shadow_type", "aspect_ratio", "scale", "x", "y"];
+const ORDER = [
+  "person_image", "garment_image", "category",
+  "preset", "background_prompt", "prompt", "shadow_type", "aspect_ratio", "scale", "x", "y",
+];
+// Fields the schema types as a free string but the server checks against a list
+// (try-on's category: 422 invalid_category otherwise, docs/media.md).
+const CHOICES = { category: ["upperbody", "lowerbody", "dress"] };
 const ASPECTS = ["1:1", "4:5", "3:4", "2:3", "16:9", "9:16", "21:9"];
 const MAX_SIDE = 4096; // output_size's limit (its description: "16-4096 a side")
 
@@ -28,8 +34,10 @@ function flatten(prop) {
   return { ...inner, ...prop, anyOf: undefined, type: inner.type, nullable: true };
 }
 
-export function operationSchema(openapi, operation) {
-  const op = openapi.paths?.[`/v1/image/${operation}`]?.post;
+// `path`: the operation's endpoint as GET /v1/models lists it; the image operations
+// post to /v1/image/{name}, audio, video and try-on to PixelAPI's own paths.
+export function operationSchema(openapi, operation, path = `/v1/image/${operation}`) {
+  const op = openapi.paths?.[path]?.post;
   const content = op?.requestBody?.content || {};
   const schema = (content["multipart/form-data"] || content["application/json"] || {}).schema || {};
   return {
@@ -38,11 +46,17 @@ export function operationSchema(openapi, operation) {
     takesImage: Boolean(schema.properties?.image || schema.properties?.image_url),
     takesMask: Boolean(schema.properties?.mask),
     jsonOnly: !content["multipart/form-data"],
+    media: !path.startsWith("/v1/image/"),
+    // Try-on's photos: base64 strings in the JSON body, picked as files here.
+    photoFields: Object.keys(schema.properties || {}).filter((n) => /_image$/.test(n)),
   };
 }
 
 // Names that read better spelled out than derived from the field name.
-const LABELS = { bg_color: "Background colour", crop: "Crop to the subject", mask_only: "Mask only" };
+const LABELS = {
+  bg_color: "Background colour", crop: "Crop to the subject", mask_only: "Mask only",
+  person_image: "Person photo", garment_image: "Garment photo",
+};
 const fieldLabel = (name) => LABELS[name] || label(name);
 
 function describe(prop, id) {
@@ -63,6 +77,7 @@ export class SettingsForm {
     this.readers = new Map(); // field -> () => value | undefined (not sent)
     this.preview = null;
     this.photo = null; // the active input's <img>, for the placement preview
+    this.photos = new Map(); // try-on's photo fields -> {name, src, base64}
     root.addEventListener("input", () => this.changed());
     root.addEventListener("change", () => this.changed());
   }
@@ -75,6 +90,8 @@ export class SettingsForm {
   build({ operation, schema, presets, opInfo }) {
     this.root.replaceChildren();
     this.readers.clear();
+    for (const p of this.photos.values()) URL.revokeObjectURL(p.src);
+    this.photos.clear();
     this.preview = null;
     const main = h("div", { class: "fields" });
     const advanced = h("div", { class: "fields" });
@@ -87,7 +104,8 @@ export class SettingsForm {
       const prop = flatten(schema.properties[name]);
       const required = schema.required.has(name);
       let control;
-      if (name === "preset") control = this.presetControl(prop, presets);
+      if (schema.photoFields.includes(name)) control = this.photoControl(name, prop, required);
+      else if (name === "preset") control = this.presetControl(prop, presets);
       else if (name === "aspect_ratio" && schema.properties.output_size) {
         control = this.canvasControl();
         done.add("output_size");
@@ -139,10 +157,11 @@ export class SettingsForm {
     const hintId = `${id}-hint`;
     const common = { id, name, "aria-describedby": prop.description ? hintId : undefined, required };
     let input;
-    if (prop.enum) {
+    const choices = prop.enum || CHOICES[name];
+    if (choices) {
       input = h("select", common,
         prop.nullable || (!required && prop.default === undefined) ? h("option", { value: "" }, "(server default)") : null,
-        prop.enum.map((v) => h("option", { value: String(v), selected: v === prop.default }, String(v))));
+        choices.map((v) => h("option", { value: String(v), selected: v === prop.default }, String(v))));
       this.readers.set(name, () => {
         if (input.value === "") return undefined;
         return prop.type === "integer" ? Number(input.value) : input.value;
@@ -176,6 +195,44 @@ export class SettingsForm {
       this.readers.set(name, () => (input.value.trim() === "" ? undefined : input.value.trim()));
     }
     return this.field(name, prop, [h("label", { for: id }, fieldLabel(name)), input], { describedBy: hintId });
+  }
+
+  // A photo the JSON body carries as base64 (try-on): read when picked, sent bare
+  // (without the data: prefix), the way PixelAPI's clients send it.
+  photoControl(name, prop, required) {
+    const id = uid(`f-${name}`);
+    const hintId = `${id}-hint`;
+    const preview = h("div", { class: "photo-preview" });
+    const input = h("input", {
+      id, name, type: "file", accept: "image/jpeg,image/png,image/webp", required,
+      "aria-describedby": prop.description ? hintId : undefined,
+    });
+    input.addEventListener("change", async () => {
+      const old = this.photos.get(name);
+      if (old) URL.revokeObjectURL(old.src);
+      this.photos.delete(name);
+      preview.replaceChildren();
+      const file = input.files[0];
+      if (file) {
+        const dataUrl = await new Promise((resolve, reject) => {
+          const reader = new FileReader();
+          reader.onload = () => resolve(reader.result);
+          reader.onerror = () => reject(reader.error);
+          reader.readAsDataURL(file);
+        });
+        const src = URL.createObjectURL(file);
+        this.photos.set(name, { name: file.name, src, base64: String(dataUrl).split(",", 2)[1] || "" });
+        preview.append(h("img", { src, alt: `${fieldLabel(name)}: ${file.name}` }));
+      }
+      this.onChange();
+    });
+    this.readers.set(name, () => this.photos.get(name)?.base64);
+    return this.field(name, prop, [h("label", { for: id }, fieldLabel(name)), input, preview], { describedBy: hintId });
+  }
+
+  // The photo fields still to pick (their labels), for the run button's note.
+  missingPhotos(schema) {
+    return schema.photoFields.filter((n) => schema.required.has(n) && !this.photos.has(n)).map(fieldLabel);
   }
 
   presetControl(prop, presets) {

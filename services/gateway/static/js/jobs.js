@@ -1,6 +1,8 @@
 // One card per job: live status and stage while it runs, then the result with a
 // before/after slider, zoom, the engines that served it, QA flags when the job
 // has them, credits and a download link; or the API's error and guidance.
+// Audio plays in an <audio> player, video in a <video> player, and a try-on shows
+// its result beside the person photo.
 
 import { h, label, credits, uid } from "./dom.js";
 
@@ -53,6 +55,10 @@ export class JobCard {
   }
 
   showResult(job) {
+    if (job.format === "wav" || job.format === "mp4" || job.operation === "virtual-tryon") {
+      this.showMedia(job);
+      return;
+    }
     const compare = new Compare(this.before, job);
     const facts = h("dl", { class: "facts" },
       fact("Engines", h("ul", { class: "engines" },
@@ -68,6 +74,40 @@ export class JobCard {
     const parts = [compare.element, qaBox(job.qa), facts,
       h("div", { class: "row actions" }, download, compare.zoomControls)];
     this.body.replaceChildren(...parts.filter(Boolean));
+  }
+
+  showMedia(job) {
+    let view;
+    let output;
+    if (job.format === "wav") {
+      view = h("audio", { controls: true, preload: "metadata", src: job.output_url, class: "media-player" });
+      output = `${job.duration} s WAV`;
+    } else if (job.format === "mp4") {
+      view = h("video", {
+        controls: true, preload: "metadata", playsinline: true, src: job.output_url,
+        width: job.width, height: job.height, class: "media-player",
+      });
+      output = `${job.width}×${job.height} MP4${job.duration ? `, ${job.duration} s` : ""}`;
+    } else {
+      // The try-on body carries the PNG inline; output_url is the same file.
+      const src = job.result_image_b64 ? `data:image/png;base64,${job.result_image_b64}` : job.output_url;
+      view = h("div", { class: "tryon-pair" },
+        this.before ? h("figure", {}, h("img", { src: this.before, alt: "Person photo" }), h("figcaption", {}, "Person")) : null,
+        h("figure", {}, h("img", { class: "after", src, alt: "Try-on result" }), h("figcaption", {}, "Try-on")));
+      output = `${job.width}×${job.height} PNG`;
+    }
+    const facts = h("dl", { class: "facts" },
+      fact("Engines", h("ul", { class: "engines" },
+        Object.entries(job.engines || {}).map(([stage, engine]) =>
+          h("li", {}, h("span", { class: "engine-stage" }, stage), " ", h("code", {}, engine))))),
+      fact("Credits used", credits(job.credits_used)),
+      fact("Output", output),
+      job.processing_ms ? fact("Time", `${(job.processing_ms / 1000).toFixed(1)} s`) : null);
+    const download = h("a", {
+      class: "button primary", href: job.output_url,
+      download: `${job.operation}-${job.generation_id}.${job.format}`,
+    }, "Download");
+    this.body.replaceChildren(...[view, qaBox(job.qa), facts, h("div", { class: "row actions" }, download)].filter(Boolean));
   }
 }
 
@@ -150,11 +190,12 @@ export async function runCapped(tasks, cap) {
   await Promise.all(Array.from({ length: Math.min(cap, tasks.length) }, worker));
 }
 
-// Polls a job until it ends: quickly at first, then every 1.5 s.
-export async function follow(api, id, onUpdate) {
+// Polls a job until it ends: quickly at first, then every 1.5 s. `get` fetches it
+// (GET /v1/image/{id} unless the operation has its own route).
+export async function follow(api, id, onUpdate, get = (i) => api.job(i)) {
   const started = Date.now();
   for (;;) {
-    const job = await api.job(id);
+    const job = await get(id);
     onUpdate(job);
     if (TERMINAL.has(job.status)) return job;
     await new Promise((r) => setTimeout(r, Date.now() - started < 10000 ? 500 : 1500));
