@@ -48,9 +48,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,11 +56,10 @@ from typing import Any
 import numpy as np
 
 from services.common.triton import MODEL_REPOSITORY
+from services.models.onnx_export import EXTERNAL_DATA_FILE, trace_to_onnx
 
 COMPONENTS = ("unet", "vae_encoder", "vae_decoder")
 ONNX_FILE = "model.onnx"
-EXTERNAL_DATA_FILE = "model.onnx.data"
-EXTERNAL_DATA_THRESHOLD = 2_000_000_000
 OPSET = 17
 TOLERANCE = 1e-3
 ATTENTION_VERSIONS = {
@@ -309,48 +306,16 @@ def _sample_inputs(component: str, lat_h: int, lat_w: int, batch: int, seed: int
 
 
 def _export_one(module: Any, args: tuple, component: str, dest: Path) -> bool:
-    import onnx
-    import torch
-
     inputs, outputs = _IO[component]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (dest, dest.with_name(EXTERNAL_DATA_FILE)):
-        stale.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"export-{component}-", dir=dest.parent) as tmp:
-        raw = Path(tmp) / ONNX_FILE
-        with torch.no_grad(), warnings.catch_warnings():
-            # Tracing warns about diffusers' Python-side shape checks; the validation at
-            # another shape is what shows whether the trace generalises.
-            for category in (
-                torch.jit.TracerWarning,
-                UserWarning,
-                DeprecationWarning,
-                FutureWarning,
-            ):
-                warnings.simplefilter("ignore", category)
-            # The TorchScript exporter, as for SDXL (pinned torch; dynamo needs onnxscript).
-            torch.onnx.export(
-                module,
-                args,
-                str(raw),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_axes={n: _DYNAMIC[n] for n in inputs + outputs},
-                do_constant_folding=True,
-            )
-        model = onnx.load(str(raw), load_external_data=True)
-        external = model.ByteSize() >= EXTERNAL_DATA_THRESHOLD
-        onnx.save_model(
-            model,
-            str(dest),
-            save_as_external_data=external,
-            all_tensors_to_one_file=True,
-            location=EXTERNAL_DATA_FILE,
-            size_threshold=1024,
-        )
-    return external
+    return trace_to_onnx(
+        module,
+        args,
+        dest,
+        input_names=inputs,
+        output_names=outputs,
+        dynamic_axes={n: _DYNAMIC[n] for n in inputs + outputs},
+        opset=OPSET,
+    )
 
 
 def _validate(module: Any, path: Path, args: tuple, component: str) -> tuple[float, float]:

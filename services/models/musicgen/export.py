@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from services.common.triton import MODEL_REPOSITORY
+from services.models.onnx_export import trace_to_onnx
 
 COMPONENTS = ("text_encoder", "decoder", "audio_decoder")
 ONNX_FILE = "model.onnx"
@@ -314,35 +313,19 @@ def _trace_args(model: Any, component: str) -> tuple[Any, ...]:
 
 
 def _export_one(module: Any, args: tuple[Any, ...], component: str, dest: Path) -> None:
-    import onnx
-    import torch
-
     inputs, outputs = IO[component]
     axes = {n: _DYNAMIC[n] for n in inputs + outputs}
     if component == "decoder":
         axes["input_ids"] = {0: "batch", 2: "sequence"}  # [B, K, S]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"export-{component}-", dir=dest.parent) as tmp:
-        raw = Path(tmp) / ONNX_FILE
-        with torch.no_grad(), warnings.catch_warnings():
-            # Shape checks in transformers' Python warn while tracing; the validation at
-            # other shapes below is what shows whether the trace generalises.
-            quiet = (torch.jit.TracerWarning, UserWarning, DeprecationWarning, FutureWarning)
-            for category in quiet:
-                warnings.simplefilter("ignore", category)
-            torch.onnx.export(
-                module,
-                args,
-                str(raw),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_axes=axes,
-                do_constant_folding=True,
-            )
-        onnx.save_model(onnx.load(str(raw)), str(dest))
+    trace_to_onnx(
+        module,
+        args,
+        dest,
+        input_names=inputs,
+        output_names=outputs,
+        dynamic_axes=axes,
+        opset=OPSET,
+    )
 
 
 def _session(path: Path) -> Any:

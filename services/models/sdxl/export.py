@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,10 +42,10 @@ from typing import Any
 import numpy as np
 
 from services.common.triton import MODEL_REPOSITORY
+from services.models.onnx_export import EXTERNAL_DATA_FILE, trace_to_onnx
 
 COMPONENTS = ("text_encoder", "text_encoder_2", "unet", "vae_encoder", "vae_decoder")
 ONNX_FILE = "model.onnx"
-EXTERNAL_DATA_FILE = "model.onnx.data"
 # Protobuf cannot serialise a message of 2 GiB or more; stay clear of it.
 EXTERNAL_DATA_THRESHOLD = 2_000_000_000
 OPSET = 17
@@ -313,50 +311,18 @@ def _to_fp16(model: Any) -> Any:
 def _export_one(module: Any, args: tuple[Any, ...], component: str, dest: Path, fp16: bool) -> bool:
     """torch -> ONNX at `dest` (float16 inside when `fp16`); returns whether the
     weights went to external data."""
-    import onnx
-    import torch
-
     inputs, outputs = _IO[component]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (dest, dest.with_name(EXTERNAL_DATA_FILE)):
-        stale.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"export-{component}-", dir=dest.parent) as tmp:
-        raw = Path(tmp) / ONNX_FILE
-        with torch.no_grad(), warnings.catch_warnings():
-            # Tracing warns about every Python-side shape check in diffusers; the
-            # validation below, at another shape, is what shows whether a trace
-            # generalises.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            # The TorchScript exporter: it traces SDXL's UNet in seconds, where the
-            # dynamo exporter needs onnxscript and minutes. torch marks it deprecated
-            # (still present in 2.13); the version is pinned in pyproject.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            torch.onnx.export(
-                module,
-                args,
-                str(raw),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_axes={n: _DYNAMIC[n] for n in inputs + outputs},
-                do_constant_folding=True,
-            )
-        model = onnx.load(str(raw), load_external_data=True)
-        if fp16:
-            model = _to_fp16(model)
-        external = model.ByteSize() >= EXTERNAL_DATA_THRESHOLD
-        onnx.save_model(
-            model,
-            str(dest),
-            save_as_external_data=external,
-            all_tensors_to_one_file=True,
-            location=EXTERNAL_DATA_FILE,
-            size_threshold=1024,
-        )
-    return external
+    return trace_to_onnx(
+        module,
+        args,
+        dest,
+        input_names=inputs,
+        output_names=outputs,
+        dynamic_axes={n: _DYNAMIC[n] for n in inputs + outputs},
+        opset=OPSET,
+        transform=_to_fp16 if fp16 else None,
+        external_threshold=EXTERNAL_DATA_THRESHOLD,
+    )
 
 
 def _validate(

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,13 +37,12 @@ from typing import Any
 import numpy as np
 
 from services.common.triton import MODEL_REPOSITORY
+from services.models.onnx_export import EXTERNAL_DATA_FILE, trace_to_onnx
 
 NAME = "wan_t2v"
 ONNX_COMPONENTS = ("text_encoder", "transformer")
 COMPONENTS = (*ONNX_COMPONENTS, "vae_decoder")
 ONNX_FILE = "model.onnx"
-EXTERNAL_DATA_FILE = "model.onnx.data"
-EXTERNAL_DATA_THRESHOLD = 2_000_000_000
 OPSET = 17
 TOLERANCE = 1e-3  # max abs diff ONNX vs torch, relative to the output's own scale
 # WanPipeline's default prompt length (tokens, `</s>` included).
@@ -284,48 +281,18 @@ def _register_rms_norm() -> None:
 
 def _export_one(module: Any, args: tuple[Any, ...], component: str, dest: Path) -> bool:
     """torch -> ONNX at `dest`; returns whether the weights went to external data."""
-    import onnx
-    import torch
 
     inputs, outputs = _IO[component]
     _register_rms_norm()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (dest, dest.with_name(EXTERNAL_DATA_FILE)):
-        stale.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"export-{component}-", dir=dest.parent) as tmp:
-        raw = Path(tmp) / ONNX_FILE
-        with torch.no_grad(), warnings.catch_warnings():
-            # The tracer warns at every Python-side shape check; the check at another
-            # shape below is what shows whether the trace generalises.
-            for category in (
-                torch.jit.TracerWarning,
-                UserWarning,
-                DeprecationWarning,
-                FutureWarning,
-            ):
-                warnings.simplefilter("ignore", category)
-            torch.onnx.export(
-                module,
-                args,
-                str(raw),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_axes={n: _DYNAMIC[n] for n in inputs + outputs},
-                do_constant_folding=True,
-            )
-        model = onnx.load(str(raw), load_external_data=True)
-        external = model.ByteSize() >= EXTERNAL_DATA_THRESHOLD
-        onnx.save_model(
-            model,
-            str(dest),
-            save_as_external_data=external,
-            all_tensors_to_one_file=True,
-            location=EXTERNAL_DATA_FILE,
-            size_threshold=1024,
-        )
-    return external
+    return trace_to_onnx(
+        module,
+        args,
+        dest,
+        input_names=inputs,
+        output_names=outputs,
+        dynamic_axes={n: _DYNAMIC[n] for n in inputs + outputs},
+        opset=OPSET,
+    )
 
 
 def validate(
