@@ -24,6 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import cpu_identity, describe  # noqa: E402
 from services.common.ports import free_port_block  # noqa: E402
 from services.common.settings import CommonSettings  # noqa: E402
 from services.samples.synthetic import make_sample  # noqa: E402
@@ -98,6 +99,7 @@ def main() -> int:
         "e2e_max_s": max(e2e),
         "processing_median_ms": statistics.median(proc),
         "load_avg_1m": os.getloadavg()[0],
+        "cpu": cpu_identity(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"summary": summary, "runs": rows}, indent=2) + "\n")
@@ -107,7 +109,7 @@ def main() -> int:
     print(
         f"\nmedian {summary['e2e_median_s']:.2f} s end to end, "
         f"{summary['processing_median_ms']:.0f} ms in the worker "
-        f"(load average {summary['load_avg_1m']:.1f})"
+        f"(load average {summary['load_avg_1m']:.1f}; {describe(summary['cpu'])})"
     )
     return 0
 

@@ -60,6 +60,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_identity, describe  # noqa: E402
 from bench.matting_sheet import SheetRow, contact_sheet  # noqa: E402
 from services.common.settings import CommonSettings  # noqa: E402
 from services.common.triton import TritonProcess  # noqa: E402
@@ -556,6 +557,7 @@ def main() -> int:
         "meta": {
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
+            "cpu": cpu_identity(),
             "loadavg_before": loadavg_before,
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             "seconds": round(time.monotonic() - started, 1),
@@ -577,7 +579,7 @@ def main() -> int:
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print()
     dirty = f", uncommitted: {', '.join(code['uncommitted'])}" if code.get("uncommitted") else ""
-    print(f"code: {code.get('commit')}{dirty}\n")
+    print(f"code: {code.get('commit')}{dirty}; cpu: {describe(results['meta']['cpu'])}\n")
     print(table(summary, names))
     if stage:
         print()

@@ -30,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_identity  # noqa: E402
 from services.common.settings import CommonSettings  # noqa: E402
 from services.common.triton import TritonProcess  # noqa: E402
 from services.samples.synthetic import make_sample  # noqa: E402
@@ -161,6 +162,7 @@ def main() -> int:
             "photo": f"bottle on wood, {SIDE} x {SIDE}",
             "loadavg_before": loadavg_before,
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "cpu": cpu_identity(),
             "order": "ABBA",
             "alpha_pixels_differing": differ,
         },

@@ -51,6 +51,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_identity  # noqa: E402
 from services.common.settings import CommonSettings  # noqa: E402
 from services.common.triton import TritonProcess  # noqa: E402
 from services.models.pybackend import tiling  # noqa: E402
@@ -497,6 +498,7 @@ def main() -> int:
         "meta": {
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
+            "cpu": cpu_identity(),
             "loadavg_before": loadavg_before,
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             "seconds": round(time.monotonic() - started, 1),

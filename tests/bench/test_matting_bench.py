@@ -54,6 +54,7 @@ def test_matting_bench_runs_the_classical_engine_on_a_sample_and_a_photo(tmp_pat
     assert meta["auto_picks"] == "classical"  # no ISNet in this run's repository
     assert len(meta["code"]["commit"]) >= 7 and isinstance(meta["code"]["uncommitted"], list)
     assert isinstance(meta["code_changed_during_run"], bool)
+    assert meta["cpu"]["cpus"] >= 1 and isinstance(meta["cpu"]["isa"], list)
     summary = report["summary"]["classical"]
     overall = summary["overall"]
     assert overall["n"] == 1 and 0.0 <= overall["iou"] <= 1.0 and 0.0 <= overall["mae"] <= 1.0
