@@ -24,9 +24,12 @@ class GatewaySettings(CommonSettings):
     # A key's account is re-read this often (a revoked key stops working within it);
     # an unknown key is remembered as unknown as long, so guessing costs no RPCs.
     auth_cache_seconds: float = Field(5.0, ge=0)
-    # Polls of one job within this window share one read of the jobs service.
-    # Terminal jobs change rarely (webhook records), so they may be kept longer.
-    job_cache_seconds: float = Field(0.25, ge=0, le=5)
+    # Polls of one job within this window share one read of the jobs service, so a
+    # running job's completion shows up to this late: 0.25 s made a 1 MP product
+    # photo 0.3-0.4 s slower end to end for a client polling every 50 ms (BENCHMARKS.md,
+    # end to end), and 0.05 s still turns a storm of polls into 20 reads a second per
+    # job. Terminal jobs change rarely (webhook records), so they may be kept longer.
+    job_cache_seconds: float = Field(0.05, ge=0, le=5)
     job_cache_terminal_seconds: float = Field(2.0, ge=0, le=60)
     # Shared rate limits across gateway replicas when set.
     redis_url: str = ""
