@@ -4,13 +4,14 @@ every concern uses.
 Owns: JobStore's constructor and settings (clock, idempotency window,
 webhook give-up age), the engines, migrate/ping/close, and inside a
 transaction: loading and locking a job row, appending to `job_events`, and
-NOTIFY on commit. Must not: change a job's state, touch money or webhooks
-(those are ledger.py, queue/, webhooks.py); the concerns build on this class,
-never the other way round.
+NOTIFY on commit (PostgreSQL) or the doorbell after it (SQLite). Must not:
+change a job's state, touch money or webhooks (those are ledger.py, queue/,
+webhooks.py); the concerns build on this class, never the other way round.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,9 +25,12 @@ from services.common.errors import NotFound
 from services.jobs.db import make_engine
 from services.jobs.migrations import alembic_config
 from services.jobs.models import job_events, jobs
-from services.jobs.store.plumbing.tx import Transactions, _retry_once
+from services.jobs.store.plumbing.tx import RING_AFTER_COMMIT, Transactions, _retry_once
+from services.jobs.store.queue.doorbell import Doorbell, doorbell_folder
 from services.jobs.store.queue.notifier import NOTIFY_CHANNEL, _Notifier
 from services.jobs.store.records import JobRecord, _job_record
+
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
@@ -69,6 +73,12 @@ class StoreBase(Transactions):
         self._webhook_max_age = webhook_max_age
         # PostgreSQL: one LISTEN connection for all the threads that wait for work.
         self._notifier: _Notifier | None = None
+        # SQLite in a file: rung after commits that make work runnable, waited on by
+        # idle workers in every process using the file (queue/doorbell.py).
+        folder = (
+            doorbell_folder(self._engine.url.database or "") if self._dialect == "sqlite" else None
+        )
+        self._doorbell: Doorbell | None = Doorbell(folder) if folder is not None else None
         self._notifier_lock = threading.Lock()
         # Per thread: the notifier's mark when its last claim began (see _wait_postgres).
         self._claims = threading.local()
@@ -107,6 +117,8 @@ class StoreBase(Transactions):
             notifier, self._notifier = self._notifier, None
         if notifier is not None:
             notifier.stop()
+        if self._doorbell is not None:
+            self._doorbell.close()
         self._engine.dispose()
         if self._statements is not None:
             self._statements.dispose()
@@ -158,6 +170,16 @@ class StoreBase(Transactions):
         # Delivered on commit; a rolled-back transaction wakes nobody.
         if self._dialect == "postgresql":
             conn.execute(_NOTIFY)
+        elif self._doorbell is not None:
+            conn.info[RING_AFTER_COMMIT] = True
+
+    def _after_commit_ring(self) -> None:
+        if self._doorbell is None:
+            return
+        try:
+            self._doorbell.ring()
+        except Exception:  # the commit stands; idle workers find it by polling
+            log.exception("doorbell: ring failed")
 
 
 _INSERT_EVENT = insert(job_events)

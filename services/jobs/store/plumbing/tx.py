@@ -1,11 +1,12 @@
 """Transactions and single statements, and when one may be run again.
 
 Owns: `_tx` (one SQLAlchemy transaction, SQLite or PostgreSQL, durable or
-not), `_statement` (PostgreSQL: a pooled driver connection for one
-self-committing statement, the hot path's SQL functions), the `_Retryable`
-signal and `_retry_once`, which runs a public store method a second time after
-a rollback it can prove. Must not: know any table or business rule; decide
-what a concern's error means to a caller (each concern maps its own).
+not, with a post-commit wake-up on request), `_statement` (PostgreSQL: a
+pooled driver connection for one self-committing statement, the hot path's SQL
+functions), the `_Retryable` signal and `_retry_once`, which runs a public
+store method a second time after a rollback it can prove. Must not: know any
+table or business rule; decide what a concern's error means to a caller (each
+concern maps its own).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 # The server ended the session: admin_shutdown (pg_terminate_backend, a fast
 # shutdown), crash_shutdown, cannot_connect_now.
 _TERMINATED_SQLSTATES = {"57P01", "57P02", "57P03"}
+
+# Set in a connection's info by a body whose commit should wake idle workers (SQLite:
+# StoreBase._notify); read and cleared by `_tx` after the commit.
+RING_AFTER_COMMIT = "lightbox_ring_after_commit"
 
 
 class _Retryable(Exception):
@@ -94,11 +99,14 @@ class Transactions:
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**{WRITE_OPTION: write})
+                conn.info.pop(RING_AFTER_COMMIT, None)  # left by a rolled-back body
                 with conn.begin():
                     if not durable:
                         self._commit_asynchronously(conn)
                     yield conn
                     body_done = True
+                if conn.info.pop(RING_AFTER_COMMIT, False):
+                    self._after_commit_ring()
         except DBAPIError as exc:
             if exc.connection_invalidated or _sqlstate(exc) in _RETRYABLE_SQLSTATES:
                 if body_done:
@@ -110,6 +118,10 @@ class Transactions:
             if isinstance(exc, OperationalError):
                 raise ServiceUnavailable(f"The database is unavailable: {exc.orig}") from exc
             raise
+
+    def _after_commit_ring(self) -> None:
+        """SQLite: wake idle workers after a commit that made work runnable (the
+        store's doorbell, queue/doorbell.py); StoreBase provides it."""
 
     @contextmanager
     def _statement(self, *, retry_safe: bool) -> Iterator[psycopg.Connection[Any]]:

@@ -3,7 +3,8 @@
 Owns: `wait_for_work`: on PostgreSQL it sleeps on the store's notifier
 (started on first use) until a NOTIFY, the next retry or lease expiry
 (lightbox_next_due, migration 0004), or a short recheck of work that looked
-runnable; on SQLite it polls `_claimable` with a growing sleep. Must not:
+runnable; on SQLite it polls `_claimable` with a growing sleep, which the
+doorbell (queue/doorbell.py) cuts short when a commit makes work runnable. Must not:
 claim or change anything (it only reads); return later than the caller's
 timeout.
 """
@@ -43,7 +44,8 @@ class WakeupsMixin(ClaimMixin):
 
         PostgreSQL: sleeps on LISTEN until a submit, requeue or freed slot
         NOTIFYs, or until the next scheduled retry or lease expiry is due.
-        SQLite: polls for claimable work with a growing sleep (0.05 s up to 1 s).
+        SQLite: polls for claimable work with a growing sleep (0.05 s up to 1 s),
+        woken early by the doorbell a submit or requeue rings.
         Either may return early; callers loop on claim().
         """
         if timeout <= 0:
@@ -101,7 +103,11 @@ class WakeupsMixin(ClaimMixin):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            time.sleep(min(sleep, remaining))
+            if self._doorbell is not None:
+                # A ring (a commit somewhere made work runnable) ends the sleep early.
+                self._doorbell.wait(min(sleep, remaining))
+            else:
+                time.sleep(min(sleep, remaining))
             sleep = min(sleep * 2, cap)
             try:
                 with self._tx(write=False) as conn:
