@@ -144,3 +144,18 @@ def test_a_submit_wakes_an_idle_worker_before_its_next_poll(
     finally:
         worker_side.close()
         api_side.close()
+
+
+def test_without_a_usable_folder_it_sleeps_and_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    bell = Doorbell(blocker)
+    with caplog.at_level("WARNING"):
+        assert bell.wait(0.01) is False  # a plain sleep: polling still finds work
+        assert bell.wait(0.01) is False
+    assert sum("cannot listen" in r.getMessage() for r in caplog.records) == 1
+    assert bell.ring() == 0
+    bell.close()
+    assert blocker.read_text().startswith("a file")

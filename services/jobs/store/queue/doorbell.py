@@ -25,12 +25,15 @@ import select
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 _SUFFIX = ".sock"
+# After failing to bind a socket, a thread polls only and tries again after this long.
+RETRY_LISTEN_SECONDS = 60.0
 
 
 def doorbell_folder(database_path: str) -> Path | None:
@@ -108,6 +111,9 @@ class Doorbell:
         listener: _Listener | None = getattr(self._local, "listener", None)
         if listener is not None and not listener.closed:
             return listener
+        failed_at: float | None = getattr(self._local, "failed_at", None)
+        if failed_at is not None and time.monotonic() - failed_at < RETRY_LISTEN_SECONDS:
+            return None  # polling only for now; one warning per attempt, not per wait
         try:
             self.folder.mkdir(mode=0o700, exist_ok=True)
             if self.folder.stat().st_uid != _uid():
@@ -115,7 +121,9 @@ class Doorbell:
             listener = _Listener(self.folder / f"{os.getpid()}-{uuid.uuid4().hex[:12]}{_SUFFIX}")
         except OSError as exc:
             log.warning("doorbell: cannot listen in %s (polling only): %s", self.folder, exc)
+            self._local.failed_at = time.monotonic()
             return None
+        self._local.failed_at = None
         self._local.listener = listener
         with self._lock:
             self._listeners.append(listener)
