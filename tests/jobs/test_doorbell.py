@@ -159,3 +159,10 @@ def test_without_a_usable_folder_it_sleeps_and_warns_once(
     assert bell.ring() == 0
     bell.close()
     assert blocker.read_text().startswith("a file")
+
+
+def test_a_closed_doorbell_makes_no_new_sockets(bell: Doorbell) -> None:
+    bell.wait(0)
+    bell.close()
+    assert bell.wait(0.01) is False  # a thread still waiting after close: plain sleep
+    assert not bell.folder.exists()

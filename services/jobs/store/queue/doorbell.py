@@ -60,6 +60,7 @@ class Doorbell:
         self._local = threading.local()
         self._listeners: list[_Listener] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def ring(self) -> int:
         """One byte to every socket in the folder; returns how many took it. Sockets
@@ -99,6 +100,7 @@ class Doorbell:
     def close(self) -> None:
         """Close this store's sockets; the folder goes too once no process uses it."""
         with self._lock:
+            self._closed = True
             listeners, self._listeners = self._listeners, []
         for listener in listeners:
             listener.close()
@@ -111,6 +113,8 @@ class Doorbell:
         listener: _Listener | None = getattr(self._local, "listener", None)
         if listener is not None and not listener.closed:
             return listener
+        if self._closed:
+            return None  # a thread still waiting on a closed store: no new socket
         failed_at: float | None = getattr(self._local, "failed_at", None)
         if failed_at is not None and time.monotonic() - failed_at < RETRY_LISTEN_SECONDS:
             return None  # polling only for now; one warning per attempt, not per wait
@@ -124,9 +128,12 @@ class Doorbell:
             self._local.failed_at = time.monotonic()
             return None
         self._local.failed_at = None
-        self._local.listener = listener
         with self._lock:
+            if self._closed:  # closed while this socket was being made
+                listener.close()
+                return None
             self._listeners.append(listener)
+        self._local.listener = listener
         return listener
 
 
