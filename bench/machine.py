@@ -2,7 +2,7 @@
 
 The developer and CI machines all have two cores, but not the same cores: sessions have
 drawn AMD EPYC machines of different generations, and the same matting stage took
-1.00 s p50 on one and 0.44 s on another. A timing without the CPU it came from cannot
+1.00 s p50 on one and 0.46 s on another. A timing without the CPU it came from cannot
 be compared with the next run's, so every benchmark that reports seconds records this.
 """
 

@@ -27,6 +27,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -62,8 +63,8 @@ def backdrop_behind(img: np.ndarray, backdrop: np.ndarray) -> tuple[np.ndarray, 
     return b, s
 
 
-def measure(seed: int) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
+def measure(seed: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     k7 = np.ones((7, 7), np.uint8)
     for kind, product, backdrop in VARIED_SET:
         sample = make_sample(product, backdrop, size=(1024, 1024), seed=seed)
@@ -94,7 +95,7 @@ def measure(seed: int) -> list[dict[str, object]]:
     return rows
 
 
-def table(rows: list[dict[str, object]]) -> str:
+def table(rows: list[dict[str, Any]]) -> str:
     kinds = sorted({str(r["kind"]) for r in rows if r["region"] == "opaque"})
     head = "| threshold t | glass bodies taken (mean, min) | " + " | ".join(
         f"{k}: worst opaque taken" for k in kinds
@@ -102,14 +103,14 @@ def table(rows: list[dict[str, object]]) -> str:
     lines = [head + " |", "|---" * (2 + len(kinds)) + "|"]
     for t in THRESHOLDS:
         key = str(t)
-        glass = [float(r["taken"][key]) for r in rows if r["region"] == "see_through"]  # type: ignore[index]
+        glass = [float(r["taken"][key]) for r in rows if r["region"] == "see_through"]
         cells = [f"{t}", f"{np.mean(glass):.0%}, {min(glass):.0%}"]
         for k in kinds:
             worst = max(
                 (r for r in rows if r["kind"] == k and r["region"] == "opaque"),
-                key=lambda r: float(r["taken"][key]),  # type: ignore[index]
+                key=lambda r: float(r["taken"][key]),
             )
-            cells.append(f"{float(worst['taken'][key]):.1%} ({worst['sample']})")  # type: ignore[index]
+            cells.append(f"{float(worst['taken'][key]):.1%} ({worst['sample']})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
